@@ -1,0 +1,153 @@
+"""The process-wide services one app instance shares, created lazily.
+
+``create_app`` builds one :class:`Services` and stores it in
+``app.extensions["livetalk"]``. Nothing here does I/O at construction: the event
+loop thread, the embedded Gemini emulator and the cloud clients start on first use
+(or explicitly from gunicorn's ``post_worker_init`` hook and ``python app.py``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+
+if TYPE_CHECKING:
+    from google import genai
+
+    from .emulator import Emulator
+
+log = logging.getLogger("livetalk")
+
+
+class Services:
+    """Owns the shared asyncio loop, the google-genai client and the emulator (if any)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._emulator: Emulator | None = None
+        self._client: genai.Client | None = None
+        self._storage: Any = None
+        self.draining = threading.Event()
+        self.sessions: dict[str, Any] = {}  # session_id -> relay.Conversation, loop-thread owned
+
+    # --- the shared event loop -------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The shared relay event loop (started on first use, in a daemon OS thread)."""
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                self._loop_thread = threading.Thread(
+                    target=self._run_loop, args=(self._loop, ready), name="livetalk-loop", daemon=True
+                )
+                self._loop_thread.start()
+                ready.wait()
+            return self._loop
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+    def submit(self, coro) -> Future:
+        """Run ``coro`` on the shared loop; returns a concurrent Future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    # --- Gemini ------------------------------------------------------------------------
+
+    @property
+    def emulated(self) -> bool:
+        return self.settings.emulated
+
+    def emulator(self) -> Emulator | None:
+        """The embedded emulator (started on first call) when no API key is set."""
+        if not self.settings.emulated:
+            return None
+        with self._lock:
+            if self._emulator is None:
+                from .emulator import Emulator
+
+                self._emulator = Emulator(host="127.0.0.1", port=0).start()
+                log.warning(
+                    "GEMINI_API_KEY is not set: using the built-in Gemini EMULATOR at %s "
+                    "(replies are synthetic; set GEMINI_API_KEY to talk to Gemini)",
+                    self._emulator.base_url,
+                )
+            return self._emulator
+
+    def genai_client(self) -> genai.Client:
+        """The shared google-genai client: the real API, or the embedded emulator."""
+        with self._lock:
+            if self._client is not None:
+                return self._client
+        client = self._build_client()
+        with self._lock:
+            if self._client is None:
+                self._client = client
+            return self._client
+
+    def _build_client(self) -> genai.Client:
+        from google import genai
+        from google.genai import types
+
+        version = self.settings.gemini_api_version
+        emu = self.emulator()
+        if emu is None:
+            # The SDK reads GOOGLE_GEMINI_BASE_URL and SSL_CERT_FILE itself.
+            return genai.Client(
+                api_key=self.settings.gemini_api_key, http_options=types.HttpOptions(api_version=version)
+            )
+        ctx = ssl.create_default_context(cafile=str(emu.ca_file))
+        return genai.Client(
+            api_key="emulated-no-key",
+            http_options=types.HttpOptions(
+                base_url=emu.base_url,
+                api_version=version,
+                async_client_args={"ssl": ctx},
+                client_args={"verify": ctx},
+            ),
+        )
+
+    # --- storage -----------------------------------------------------------------------
+
+    @property
+    def storage(self) -> Any:
+        """The object store (GCS when a bucket is configured, else ``DATA_DIR``)."""
+        with self._lock:
+            if self._storage is None:
+                from .storage import create_storage
+
+                self._storage = create_storage(self.settings)
+            return self._storage
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Start what the first conversation would otherwise wait for."""
+        _ = self.loop
+        self.emulator()
+        self.genai_client()
+
+    def close(self) -> None:
+        """Stop the loop and the emulator (tests, process exit)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+            emu, self._emulator = self._emulator, None
+            self._client = None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=5)
+        if emu is not None:
+            emu.stop()
