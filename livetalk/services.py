@@ -139,6 +139,20 @@ class Services:
         self.emulator()
         self.genai_client()
 
+    def begin_drain(self) -> None:
+        """Stop taking conversations and end the open ones (safe from a signal handler)."""
+        if self.draining.is_set():
+            return
+        self.draining.set()
+        log.warning("draining: %d open conversation(s) are told to reconnect elsewhere", len(self.sessions))
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._shutdown_sessions)
+
+    def _shutdown_sessions(self) -> None:
+        for conversation in list(self.sessions.values()):
+            conversation.shutdown()
+
     def close(self) -> None:
         """Stop the loop and the emulator (tests, process exit)."""
         with self._lock:

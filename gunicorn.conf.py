@@ -1,0 +1,35 @@
+"""gunicorn settings for Live Talk (``gunicorn -c gunicorn.conf.py app:app``).
+
+Conversations are long-lived WebSockets. Each one holds a gthread request thread
+that only *waits* (the frames are moved by one asyncio loop thread per worker, see
+livetalk/wsio.py), so threads are cheap; CPU is what limits a worker. Two workers
+use both cores of a 2-vCPU Cloud Run instance. Keep Cloud Run's ``--concurrency``
+equal to WEB_CONCURRENCY × GUNICORN_THREADS (2 × 100 = 200 by default).
+"""
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "100"))
+worker_class = "livetalk.gunicorn_worker.RelayWorker"  # gthread + draining conversations on SIGTERM
+worker_connections = threads + 50  # room for kept-alive HTTP connections beside the sockets
+timeout = 30  # heartbeat of the worker's main loop, not a request timeout
+graceful_timeout = 8  # Cloud Run sends SIGKILL 10 s after SIGTERM
+keepalive = 5
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+preload_app = False  # every worker builds its own app, loop thread and clients after fork
+
+
+def post_worker_init(worker):
+    """Start the relay loop (and the emulator, in demo mode) before the first request."""
+    worker.wsgi.extensions["livetalk"].warm_up()
+
+
+def worker_exit(server, worker):
+    """Finish what is pending (recordings, storage writes) before the process goes."""
+    services = getattr(worker.wsgi, "extensions", {}).get("livetalk") if worker.wsgi else None
+    if services is not None:
+        services.close()

@@ -1,0 +1,570 @@
+"""One conversation: the browser socket ⇄ one (replaceable) Gemini Live session.
+
+Runs entirely on the shared relay event loop. The browser side is a
+:class:`~livetalk.wsio.BrowserSocket` whose callbacks arrive here synchronously;
+frames for Gemini go through a small queue drained by one sender task; one
+receiver task per upstream connection turns Gemini's events into browser frames.
+The relay moves data and keeps the lifecycle; it decides little.
+
+Lifecycle (:class:`Phase`)::
+
+    CONNECTING ─ready→ LIVE ⇄ RECONNECTING (GoAway / dropped upstream, resumed by handle)
+         └──────────────┴──→ ENDING (end, limit, drain, failure) ─→ CLOSED
+
+Whichever side goes away, the other is closed at once (browser: close frame, then
+TCP dropped after 0.5 s; Gemini: close frame, dropped after 0.5 s).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import live, livewire, protocol as wire
+from .protocol import Close, ErrorCode, Mode
+from .wsio import BrowserSocket, attach, wait_closed
+
+log = logging.getLogger("livetalk.relay")
+
+KEEPALIVE_INTERVAL_S = 20.0  # browser pings; a socket silent for 2 intervals is dead
+TICK_S = 1.0  # limit checks
+MAX_PENDING_AUDIO_BYTES = 16000 * 2 * 10  # 10 s held while Gemini reconnects
+MAX_RECONNECTS = 3
+
+
+class Phase(enum.Enum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    ENDING = "ending"
+    CLOSED = "closed"
+
+
+class Recorder(Protocol):
+    """What the relay tells the recording (see :mod:`livetalk.recording`). Never blocks."""
+
+    def user_audio(self, pcm16k: bytes) -> None: ...
+    def model_audio(self, pcm24k: bytes) -> None: ...
+    def transcript(self, role: str, text: str, final: bool) -> None: ...
+    def turn_complete(self) -> None: ...
+    def interrupted(self) -> None: ...
+    def finalize(self, reason: str) -> str | None: ...  # blocking: called in a worker thread
+
+
+class NullRecorder:
+    """Records nothing (recording disabled)."""
+
+    def user_audio(self, pcm16k: bytes) -> None: ...
+    def model_audio(self, pcm24k: bytes) -> None: ...
+    def transcript(self, role: str, text: str, final: bool) -> None: ...
+    def turn_complete(self) -> None: ...
+    def interrupted(self) -> None: ...
+
+    def finalize(self, reason: str) -> str | None:
+        return None
+
+
+@dataclasses.dataclass
+class Stats:
+    """Per-conversation counters for the summary log line."""
+
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    first_audio_s: float | None = None
+    turns: int = 0
+    interruptions: int = 0
+    upstream_errors: int = 0
+    reconnects: int = 0
+    frames_in: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    dropped_before_ready: int = 0
+    tokens: int = 0
+    bad_frames: int = 0
+
+
+@dataclasses.dataclass
+class Utterance:
+    """The current utterance of one side, as the client has seen it so far."""
+
+    text: str = ""
+    open: bool = False
+
+
+class Conversation:
+    """One browser conversation relayed to Gemini Live. Create on the loop; ``await run()``."""
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        setup: live.LiveSetup,
+        mode: Mode,
+        scenario_id: str,
+        client: Any,
+        settings: Any,
+        emulated: bool,
+        recorder: Recorder | None = None,
+        on_finished: Callable[[Conversation], None] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.setup = setup
+        self.mode = mode
+        self.scenario_id = scenario_id
+        self.phase = Phase.CONNECTING
+        self.stats = Stats()
+        self.end_reason = "unknown"
+        self._client = client
+        self._settings = settings
+        self._emulated = emulated
+        self._recorder: Recorder = recorder or NullRecorder()
+        self._on_finished = on_finished
+        self._browser: BrowserSocket | None = None
+        self._upstream: live.LiveConnection | None = None
+        self._outbox: collections.deque[tuple[str, Any]] = collections.deque()
+        self._outbox_ready = asyncio.Event()
+        self._pending_audio = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._done = asyncio.Event()
+        self._resume_handle: str | None = setup.resume_handle
+        self._user = Utterance()
+        self._model = Utterance()
+        self._last_client_frame = time.monotonic()
+        self._warned_limit = False
+        self._recording_uri: str | None = None
+
+    # --- entry points ----------------------------------------------------------------
+
+    def browser_protocol(self) -> BrowserSocket:
+        """The asyncio protocol to attach the upgraded browser socket to."""
+        self._browser = BrowserSocket(self._on_browser_message, self._on_browser_closed)
+        return self._browser
+
+    async def run(self) -> None:
+        """Connect upstream, relay until either side ends, then tear everything down."""
+        try:
+            if await self._open_upstream():
+                self._start_live()
+                await self._done.wait()
+        finally:
+            await self._teardown()
+
+    def shutdown(self, message: str = "the server is restarting; reconnect to continue") -> None:
+        """Drain: tell the client to reconnect elsewhere and end the conversation."""
+        self._finish(ErrorCode.SHUTTING_DOWN, message, Close.GOING_AWAY)
+
+    # --- upstream lifecycle ----------------------------------------------------------
+
+    async def _open_upstream(self) -> bool:
+        try:
+            self._upstream = await live.connect(
+                self._client, self.setup, timeout_s=self._settings.upstream_connect_timeout_s
+            )
+        except live.UpstreamError as exc:
+            self._upstream_failed(exc)
+            return False
+        if self._done.is_set():  # the browser left while we were connecting
+            return False
+        return True
+
+    def _start_live(self) -> None:
+        self.phase = Phase.LIVE
+        self._browser.send_text(wire.ready(
+            session_id=self.session_id, scenario=self.scenario_id, mode=self.mode,
+            resume=None, emulated=self._emulated,
+        ))
+        self._spawn(self._sender())
+        self._spawn(self._receiver(self._upstream))
+        self._spawn(self._ticker())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sender(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self._outbox and self.phase is Phase.LIVE:
+                kind, payload = self._outbox.popleft()
+                if kind == "audio":
+                    self._pending_audio -= len(payload)
+                try:
+                    await _SENDERS[kind](self._upstream, payload)
+                except live.UpstreamClosed:
+                    break  # the receiver sees the same close and decides
+
+    async def _receiver(self, conn: live.LiveConnection) -> None:
+        handlers = self._handlers
+        while True:
+            try:
+                events = await conn.receive()
+            except live.UpstreamClosed as exc:
+                if conn is self._upstream and self.phase is not Phase.ENDING:
+                    await self._upstream_closed(exc)
+                return
+            for event in events:
+                handlers[type(event)](event)
+
+    async def _upstream_closed(self, exc: live.UpstreamClosed) -> None:
+        self.stats.upstream_errors += 1
+        recoverable = exc.code in (1000, 1001, live.ABNORMAL_CLOSURE) or "unavailable" in exc.reason.lower()
+        if recoverable and self._resume_handle and self.stats.reconnects < MAX_RECONNECTS:
+            await self._reconnect("upstream_closed")
+        else:
+            self._upstream_failed(exc)
+
+    async def _reconnect(self, reason: str) -> None:
+        """Replace the upstream connection, resuming the same Gemini session by handle."""
+        if self.phase is not Phase.LIVE:
+            return
+        self.phase = Phase.RECONNECTING
+        self.stats.reconnects += 1
+        self._browser.send_text(wire.reconnecting(reason))
+        old = self._upstream
+        setup = dataclasses.replace(self.setup, resume_handle=self._resume_handle)
+        try:
+            new = await live.connect(self._client, setup, timeout_s=self._settings.upstream_connect_timeout_s)
+        except live.UpstreamError as exc:
+            self.phase = Phase.LIVE
+            self._upstream_failed(exc)
+            return
+        self._upstream = new
+        if old is not None:
+            self._spawn(old.close())
+        if self.phase is not Phase.RECONNECTING:  # ended while reconnecting
+            await new.close()
+            return
+        self.phase = Phase.LIVE
+        self._browser.send_text(wire.resumed(reason))
+        self._spawn(self._receiver(new))
+        self._outbox_ready.set()
+
+    def _upstream_failed(self, exc: live.UpstreamError) -> None:
+        log.warning("upstream failure: %s", exc, extra={"fields": {"session_id": self.session_id}})
+        if isinstance(exc, live.UpstreamClosed):
+            message = f"Gemini closed the session: {exc.code} {exc.reason}".strip()
+            self._finish(ErrorCode.UPSTREAM_ERROR, message, Close.INTERNAL)
+        else:
+            self._finish(ErrorCode.UPSTREAM_UNAVAILABLE, f"cannot reach Gemini: {exc}", Close.INTERNAL)
+
+    # --- browser → Gemini --------------------------------------------------------------
+
+    def _on_browser_message(self, data: bytes | str) -> None:
+        self._last_client_frame = time.monotonic()
+        self.stats.frames_in += 1
+        try:
+            if isinstance(data, bytes):
+                self._on_audio(data)
+            else:
+                self._on_client_message(wire.parse_text_frame(data))
+        except wire.ProtocolError as exc:
+            self.stats.bad_frames += 1
+            self._send_error(exc.code, exc.message, fatal=False)
+
+    def _on_audio(self, pcm: bytes) -> None:
+        wire.check_audio_frame(pcm)
+        if self.mode is Mode.TEXT:
+            raise wire.ProtocolError(ErrorCode.BAD_REQUEST, "audio frames are not accepted in text mode")
+        if self.phase is Phase.CONNECTING:
+            self.stats.dropped_before_ready += 1
+            return
+        if self._pending_audio + len(pcm) > MAX_PENDING_AUDIO_BYTES:
+            self.stats.dropped_before_ready += 1
+            return
+        self.stats.bytes_up += len(pcm)
+        self._pending_audio += len(pcm)
+        self._recorder.user_audio(pcm)
+        self._enqueue("audio", pcm)
+
+    def _on_client_message(self, msg: wire.ClientMessage) -> None:
+        _CLIENT_HANDLERS[type(msg)](self, msg)
+
+    def _on_text(self, msg: wire.TextTurn) -> None:
+        self._close_utterance("model", interrupted=self._model.open)
+        self._recorder.transcript("user", msg.text, True)
+        self._enqueue("text", msg.text)
+
+    def _on_audio_end(self, _msg: wire.AudioEnd) -> None:
+        self._enqueue("audio_end", None)
+
+    def _on_activity_start(self, _msg: wire.ActivityStart) -> None:
+        self._require_manual_vad()
+        self._enqueue("activity_start", None)
+
+    def _on_activity_end(self, _msg: wire.ActivityEnd) -> None:
+        self._require_manual_vad()
+        self._enqueue("activity_end", None)
+
+    def _require_manual_vad(self) -> None:
+        if self.setup.vad.automatic:
+            raise wire.ProtocolError(
+                ErrorCode.BAD_REQUEST, "this scenario detects speech automatically; activity_start/end are not used"
+            )
+
+    def _on_ping(self, msg: wire.Ping) -> None:
+        self._browser.send_text(wire.pong(msg.t))
+
+    def _on_end(self, _msg: wire.End) -> None:
+        self._finish(None, "", Close.NORMAL, reason="end")
+
+    def _enqueue(self, kind: str, payload: Any) -> None:
+        self._outbox.append((kind, payload))
+        self._outbox_ready.set()
+
+    def _on_browser_closed(self) -> None:
+        if self.phase is not Phase.ENDING:
+            self.end_reason = "client_gone"
+        self.phase = Phase.ENDING
+        self._done.set()
+
+    # --- Gemini → browser --------------------------------------------------------------
+
+    def _on_model_audio(self, ev: livewire.ModelAudio) -> None:
+        if self.stats.first_audio_s is None:
+            self.stats.first_audio_s = time.monotonic() - self.stats.started
+        self._close_utterance("user")
+        self._model.open = True
+        self.stats.bytes_down += len(ev.pcm)
+        self._recorder.model_audio(ev.pcm)
+        if self.mode is Mode.VOICE:
+            self._browser.send_bytes(ev.pcm)
+
+    def _on_model_text(self, ev: livewire.ModelText) -> None:
+        self._on_transcription(livewire.Transcription("model", ev.text, False))
+
+    def _on_transcription(self, ev: livewire.Transcription) -> None:
+        if ev.role == "model":
+            self._close_utterance("user")
+            if self.mode is Mode.TEXT and ev.text:
+                self._browser.send_text(wire.chunk(ev.text))
+        utterance = self._user if ev.role == "user" else self._model
+        utterance.text += ev.text
+        utterance.open = True
+        self._recorder.transcript(ev.role, ev.text, False)
+        if ev.finished:
+            self._close_utterance(ev.role)
+        elif ev.text and (self.mode is Mode.VOICE or ev.role == "user"):
+            self._browser.send_text(wire.transcript(ev.role, utterance.text, False))
+
+    def _close_utterance(self, role: str, *, interrupted: bool = False) -> None:
+        utterance = self._user if role == "user" else self._model
+        if not utterance.open:
+            return
+        utterance.open = False
+        self._recorder.transcript(role, "", True)
+        if utterance.text and (self.mode is Mode.VOICE or role == "user"):
+            self._browser.send_text(wire.transcript(role, utterance.text, True))
+        if role == "user":
+            utterance.text = ""
+
+    def _on_interrupted(self, _ev: livewire.Interrupted) -> None:
+        self.stats.interruptions += 1
+        self._recorder.interrupted()
+        self._browser.send_text(wire.INTERRUPTED)
+        self._close_utterance("model", interrupted=True)
+        self._model.text = ""
+
+    def _on_turn_complete(self, ev: livewire.TurnComplete) -> None:
+        self.stats.turns += 1
+        self._add_usage(ev.usage)
+        self._close_utterance("user")
+        self._close_utterance("model")
+        self._recorder.turn_complete()
+        self._browser.send_text(wire.complete(self._model.text, self.stats.turns))
+        self._model.text = ""
+
+    def _on_usage(self, ev: livewire.Usage) -> None:
+        self._add_usage(ev.usage)
+
+    def _add_usage(self, usage: dict | None) -> None:
+        if usage:
+            self.stats.tokens += int(usage.get("totalTokenCount") or 0)
+
+    def _on_resumption(self, ev: livewire.Resumption) -> None:
+        if ev.resumable and ev.handle:
+            self._resume_handle = ev.handle
+
+    def _on_go_away(self, ev: livewire.GoAway) -> None:
+        log.info("Gemini GoAway (time left %s s): resuming on a new connection", ev.time_left_s,
+                 extra={"fields": {"session_id": self.session_id}})
+        if self._resume_handle:
+            self._spawn(self._reconnect("go_away"))
+
+    def _on_server_error(self, ev: livewire.ServerError) -> None:
+        self.stats.upstream_errors += 1
+        self._send_error(ErrorCode.UPSTREAM_ERROR, f"Gemini reported an error: {ev.code} {ev.message}", fatal=False)
+
+    def _on_generation_complete(self, _ev: livewire.GenerationComplete) -> None:
+        pass
+
+    @property
+    def _handlers(self) -> dict[type, Callable[[Any], None]]:
+        return {
+            livewire.ModelAudio: self._on_model_audio,
+            livewire.ModelText: self._on_model_text,
+            livewire.Transcription: self._on_transcription,
+            livewire.Interrupted: self._on_interrupted,
+            livewire.GenerationComplete: self._on_generation_complete,
+            livewire.TurnComplete: self._on_turn_complete,
+            livewire.Usage: self._on_usage,
+            livewire.Resumption: self._on_resumption,
+            livewire.GoAway: self._on_go_away,
+            livewire.ServerError: self._on_server_error,
+        }
+
+    # --- limits ------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        settings = self._settings
+        next_ping = time.monotonic() + KEEPALIVE_INTERVAL_S
+        while not self._done.is_set():
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            age = now - self.stats.started
+            if age >= settings.session_max_s:
+                self._finish(ErrorCode.SESSION_LIMIT, "the maximum conversation length was reached", Close.NORMAL)
+            elif not self._warned_limit and age >= settings.session_max_s - settings.session_warning_s:
+                self._warned_limit = True
+                left = settings.session_max_s - age
+                self._browser.send_text(wire.warning(
+                    ErrorCode.SESSION_LIMIT, f"the conversation will end in {left:.0f} s", left))
+            elif now - self._last_client_frame >= settings.idle_timeout_s:
+                self._finish(ErrorCode.IDLE_TIMEOUT, "nothing was received for too long", Close.NORMAL)
+            elif now >= next_ping:
+                next_ping = now + KEEPALIVE_INTERVAL_S
+                self._browser.ping()
+
+    # --- ending ------------------------------------------------------------------------
+
+    def _finish(self, code: ErrorCode | None, message: str, close: Close, *, reason: str | None = None) -> None:
+        """End the conversation: optional fatal error to the client, then teardown."""
+        if self.phase in (Phase.ENDING, Phase.CLOSED):
+            return
+        self.phase = Phase.ENDING
+        self.end_reason = reason or (code.value if code else "end")
+        if code is not None:
+            self._send_error(code, message, fatal=True)
+        self._close_code = close
+        self._done.set()
+
+    async def _teardown(self) -> None:
+        self.phase = Phase.ENDING
+        for task in list(self._tasks):
+            task.cancel()
+        upstream, self._upstream = self._upstream, None
+        closing = asyncio.ensure_future(upstream.close()) if upstream is not None else None
+        self._close_utterance("user")
+        self._close_utterance("model")
+        self._recording_uri = await self._finalize_recording()
+        if self.end_reason == "end":
+            self._browser.send_text(wire.ended(self.session_id, self._recording_uri))
+        self._browser.close(getattr(self, "_close_code", Close.NORMAL), "")
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing
+        self.phase = Phase.CLOSED
+        self._log_summary()
+        if self._on_finished is not None:
+            self._on_finished(self)
+
+    async def _finalize_recording(self) -> str | None:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, self._recorder.finalize, self.end_reason)
+        except Exception:
+            log.exception("recording could not be finalised", extra={"fields": {"session_id": self.session_id}})
+            return None
+
+    def _send_error(self, code: ErrorCode, message: str, *, fatal: bool) -> None:
+        if self._browser is not None:
+            self._browser.send_text(wire.error(code, message, fatal=fatal))
+
+    def _log_summary(self) -> None:
+        s = self.stats
+        log.info("conversation ended", extra={"fields": {
+            "session_id": self.session_id,
+            "scenario": self.scenario_id,
+            "mode": self.mode.value,
+            "end_reason": self.end_reason,
+            "duration_s": round(time.monotonic() - s.started, 3),
+            "first_audio_s": None if s.first_audio_s is None else round(s.first_audio_s, 3),
+            "turns": s.turns,
+            "interruptions": s.interruptions,
+            "upstream_errors": s.upstream_errors,
+            "reconnects": s.reconnects,
+            "bytes_up": s.bytes_up,
+            "bytes_down": s.bytes_down,
+            "bad_frames": s.bad_frames,
+            "tokens": s.tokens,
+            "recording": self._recording_uri,
+        }})
+
+
+async def _send_audio(conn: live.LiveConnection, pcm: bytes) -> None:
+    await conn.send_audio(pcm)
+
+
+async def _send_text(conn: live.LiveConnection, text: str) -> None:
+    await conn.send_text(text)
+
+
+async def _send_audio_end(conn: live.LiveConnection, _payload: None) -> None:
+    await conn.send_audio_end()
+
+
+async def _send_activity_start(conn: live.LiveConnection, _payload: None) -> None:
+    await conn.send_activity_start()
+
+
+async def _send_activity_end(conn: live.LiveConnection, _payload: None) -> None:
+    await conn.send_activity_end()
+
+
+_SENDERS = {
+    "audio": _send_audio,
+    "text": _send_text,
+    "audio_end": _send_audio_end,
+    "activity_start": _send_activity_start,
+    "activity_end": _send_activity_end,
+}
+
+_CLIENT_HANDLERS: dict[type, Callable[[Conversation, Any], None]] = {
+    wire.TextTurn: Conversation._on_text,
+    wire.AudioEnd: Conversation._on_audio_end,
+    wire.ActivityStart: Conversation._on_activity_start,
+    wire.ActivityEnd: Conversation._on_activity_end,
+    wire.Ping: Conversation._on_ping,
+    wire.End: Conversation._on_end,
+}
+
+
+async def serve(sock, conversation: Conversation) -> None:
+    """Run ``conversation`` on an upgraded browser socket until it is over and the socket closed."""
+    browser = await attach(sock, conversation.browser_protocol)
+    try:
+        await conversation.run()
+    finally:
+        await wait_closed(browser)
+
+
+async def refuse(sock, code: ErrorCode, message: str, close: Close) -> None:
+    """Refuse a conversation on an upgraded socket: one fatal ``error`` frame, then close."""
+    browser = await attach(sock, lambda: BrowserSocket(_ignore, _nothing))
+    browser.send_text(wire.error(code, message, fatal=True))
+    browser.close(close, code.value)
+    await wait_closed(browser)
+
+
+def _ignore(_data: bytes | str) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
