@@ -1,0 +1,280 @@
+"""Server-side recording: alignment of both channels, interruptions, transcript lines, finalize."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import threading
+import time
+import wave
+
+import numpy as np
+import pytest
+
+from livetalk import recording
+from livetalk.recording import ConversationRecorder, find_recording
+from livetalk.storage import LocalStorage
+from tests.gcs_helpers import FakeGcsServer, gcs_env, gcs_server, gcs_storage  # noqa: F401  (fixtures)
+
+STARTED = dt.datetime(2025, 3, 9, 23, 59, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))  # 2025-03-10 UTC
+BLOCK_S = 0.1  # resolution of the activity maps below
+
+
+class FakeClock:
+    """A monotonic clock advanced by hand."""
+
+    def __init__(self) -> None:
+        self.t = 50.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def tick(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def tone(seconds: float, rate: int, amplitude: int = 10000, freq: float = 440.0) -> bytes:
+    n = int(round(seconds * rate))
+    return (amplitude * np.sin(2 * np.pi * freq * np.arange(n) / rate)).astype("<i2").tobytes()
+
+
+@pytest.fixture(params=["local", "gcs"])
+def store(request, tmp_path):
+    """Each storage backend in turn."""
+    if request.param == "local":
+        return LocalStorage(tmp_path)
+    return request.getfixturevalue("gcs_storage")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_recorder(store, clock, session_id="sess-1") -> ConversationRecorder:
+    return ConversationRecorder(store, session_id=session_id, scenario_id="sales-ja", started_at=STARTED, clock=clock)
+
+
+def speak_user(rec, clock, seconds, *, frame_s=0.02, amplitude=10000) -> None:
+    """The user talks for ``seconds`` in real time, in ``frame_s`` frames."""
+    for _ in range(int(round(seconds / frame_s))):
+        clock.tick(frame_s)
+        rec.user_audio(tone(frame_s, 16000, amplitude))
+
+
+def read_wav(store, key) -> tuple[wave._wave_params, np.ndarray]:
+    with wave.open(io.BytesIO(store.read(key))) as w:
+        return w.getparams(), np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+
+
+def activity(channel: np.ndarray) -> str:
+    """``#`` for each 100 ms block with sound, ``.`` for silence."""
+    block = int(BLOCK_S * 24000)
+    n = len(channel) // block
+    loud = np.abs(channel[: n * block].astype(np.int32)).reshape(n, block).max(axis=1) > 1000
+    return "".join("#" if v else "." for v in loud)
+
+
+def transcript_lines(store, rec) -> list[dict]:
+    raw = store.read(f"{rec.key_prefix}/transcript.jsonl").decode()
+    return [json.loads(line) for line in raw.splitlines()]
+
+
+def test_layout_and_index(store, clock):
+    """A finished recording publishes audio, transcript, meta under its UTC day and an index by session id."""
+    rec = make_recorder(store, clock)
+    speak_user(rec, clock, 0.5)
+    uri = rec.finalize("end")
+    assert rec.key_prefix == "conversations/2025/03/10/sess-1"
+    assert uri == store.uri(rec.key_prefix) + "/"
+    for name in ("audio.wav", "transcript.jsonl", "meta.json"):
+        assert store.exists(f"{rec.key_prefix}/{name}")
+    entry = find_recording(store, "sess-1")
+    assert entry["prefix"] == rec.key_prefix
+    assert entry["audio"] == f"{rec.key_prefix}/audio.wav"
+    assert find_recording(store, "unknown") is None
+
+
+def test_user_left_model_right_aligned(store, clock):
+    """User audio lands on the left at its arrival time; a model burst plays sequentially on the right."""
+    rec = make_recorder(store, clock)
+    clock.tick(1.0)  # 1 s of nothing
+    speak_user(rec, clock, 1.0)  # user: 1.0-2.0 s
+    clock.tick(0.5)
+    for _ in range(10):  # 1 s of model audio arriving at once at 2.5 s
+        rec.model_audio(tone(0.1, 24000))
+    clock.tick(2.0)
+    rec.turn_complete()
+    rec.finalize("end")
+    params, stereo = read_wav(store, f"{rec.key_prefix}/audio.wav")
+    assert (params.nchannels, params.framerate, params.sampwidth) == (2, 24000, 2)
+    assert activity(stereo[:, 0]) == "." * 10 + "#" * 10 + "." * 15
+    assert activity(stereo[:, 1]) == "." * 25 + "#" * 10
+
+
+def test_interrupted_drops_unplayed_model_audio(store, clock):
+    """On interrupted, model audio scheduled after that instant is not in the recording."""
+    rec = make_recorder(store, clock)
+    for _ in range(50):  # 5 s of model audio arriving at once at t=0
+        rec.model_audio(tone(0.1, 24000))
+    rec.transcript("model", "A long ", False)
+    rec.transcript("model", "answer", False)
+    clock.tick(2.0)  # the client has played 2 s
+    rec.interrupted()
+    speak_user(rec, clock, 1.0)  # the user barges in: 2.0-3.0 s
+    rec.transcript("user", "Sorry, one question", True)
+    clock.tick(1.0)
+    for _ in range(5):  # the next answer: 0.5 s at 4.0 s
+        rec.model_audio(tone(0.1, 24000))
+    rec.transcript("model", "Sure.", True)
+    rec.turn_complete()
+    rec.finalize("end")
+    _, stereo = read_wav(store, f"{rec.key_prefix}/audio.wav")
+    assert activity(stereo[:, 1]) == "#" * 20 + "." * 20 + "#" * 5
+    assert activity(stereo[:, 0]) == "." * 20 + "#" * 10 + "." * 15
+    lines = transcript_lines(store, rec)
+    assert [(l["role"], l["text"], l["interrupted"]) for l in lines] == [
+        ("model", "A long answer", True),
+        ("user", "Sorry, one question", False),
+        ("model", "Sure.", False),
+    ]
+    assert (lines[0]["start_ms"], lines[0]["end_ms"]) == (0, 2000)
+    assert lines[1]["start_ms"] == pytest.approx(2000, abs=40)
+    assert (lines[2]["start_ms"], lines[2]["end_ms"]) == (4000, 4500)
+
+
+def test_pieces_merge_into_one_line_per_utterance(tmp_path, clock):
+    """Incremental transcript pieces of a turn become one line; turns alternate as spoken."""
+    store = LocalStorage(tmp_path)
+    rec = make_recorder(store, clock)
+    for piece in ("こんにちは、", "本日は", "よろしく", "お願いします。"):
+        clock.tick(0.2)
+        rec.transcript("user", piece, False)
+    rec.model_audio(tone(0.5, 24000))
+    rec.transcript("model", "はい、", False)
+    rec.transcript("model", "どうぞ。", False)
+    rec.turn_complete()
+    rec.transcript("user", "", True)  # an empty final piece adds no line
+    rec.finalize("end")
+    lines = transcript_lines(store, rec)
+    assert [(l["role"], l["text"]) for l in lines] == [("user", "こんにちは、本日はよろしくお願いします。"),
+                                                       ("model", "はい、どうぞ。")]
+    meta = json.loads(store.read(f"{rec.key_prefix}/meta.json"))
+    assert meta["turns"] == {"user": 1, "model": 1}
+    assert meta["session_id"] == "sess-1" and meta["scenario_id"] == "sales-ja" and meta["reason"] == "end"
+
+
+def test_finalize_is_idempotent_and_later_events_are_ignored(tmp_path, clock):
+    """A second finalize returns the same URI and writes nothing new; events after it are ignored."""
+    store = LocalStorage(tmp_path)
+    rec = make_recorder(store, clock)
+    speak_user(rec, clock, 0.3)
+    first = rec.finalize("end")
+    rec.user_audio(tone(1.0, 16000))
+    assert rec.finalize("shutdown") == first
+    meta = json.loads(store.read(f"{rec.key_prefix}/meta.json"))
+    assert meta["reason"] == "end"
+
+
+def test_concurrent_finalize_calls_agree(tmp_path, clock):
+    """finalize called from several threads at once publishes once and returns one URI to all."""
+    store = LocalStorage(tmp_path)
+    rec = make_recorder(store, clock)
+    speak_user(rec, clock, 0.3)
+    results: list[str | None] = []
+    threads = [threading.Thread(target=lambda: results.append(rec.finalize("drop"))) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1 and results[0] is not None
+
+
+def test_recorder_calls_do_not_block_on_storage(tmp_path, clock, monkeypatch):
+    """While storage hangs, the relay-side calls still return at once."""
+    store = LocalStorage(tmp_path)
+    release = threading.Event()
+    original = LocalStorage.open_append
+
+    def slow_open(self, *args, **kwargs):
+        release.wait(10)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStorage, "open_append", slow_open)
+    rec = make_recorder(store, clock)
+    started = time.monotonic()
+    speak_user(rec, clock, 5.0)
+    for _ in range(50):
+        rec.model_audio(tone(0.1, 24000))
+    assert time.monotonic() - started < 1.0
+    release.set()
+    assert rec.finalize("end") is not None
+
+
+def test_queue_budget_drops_instead_of_growing(tmp_path, clock, monkeypatch):
+    """Past the queue budget, events are dropped and counted in meta.json, never buffered without bound."""
+    monkeypatch.setattr(recording, "QUEUE_BUDGET_BYTES", 64 * 1024)
+    store = LocalStorage(tmp_path)
+    gate = threading.Event()
+    original = LocalStorage.open_append
+    monkeypatch.setattr(LocalStorage, "open_append", lambda s, *a, **k: (gate.wait(10), original(s, *a, **k))[1])
+    rec = make_recorder(store, clock)
+    speak_user(rec, clock, 10.0)
+    assert rec.backlog_bytes <= 64 * 1024
+    gate.set()
+    rec.finalize("end")
+    assert json.loads(store.read(f"{rec.key_prefix}/meta.json"))["dropped"]["events"] > 0
+
+
+def test_model_lookahead_is_bounded(tmp_path, clock):
+    """Model audio scheduled beyond the look-ahead window is dropped and counted."""
+    store = LocalStorage(tmp_path)
+    rec = make_recorder(store, clock)
+    for _ in range(int(recording.MAX_LOOKAHEAD_S) + 10):  # 10 s more than the window, all at once
+        rec.model_audio(tone(1.0, 24000))
+    rec.finalize("end")
+    meta = json.loads(store.read(f"{rec.key_prefix}/meta.json"))
+    assert meta["dropped"]["model_audio_ms"] >= 8000
+
+
+def test_empty_conversation(tmp_path, clock):
+    """A conversation with no audio still gets a transcript and meta, and no audio object."""
+    store = LocalStorage(tmp_path)
+    rec = make_recorder(store, clock)
+    assert rec.finalize("drop") is not None
+    assert not store.exists(f"{rec.key_prefix}/audio.wav")
+    assert store.read(f"{rec.key_prefix}/transcript.jsonl") == b""
+    assert find_recording(store, "sess-1")["audio"] is None
+
+
+def test_storage_failure_returns_none(tmp_path, clock, monkeypatch):
+    """If the GCS endpoint goes away mid-conversation, finalize returns None instead of raising."""
+    from livetalk.storage import GcsStorage
+
+    server = FakeGcsServer(tmp_path).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+    store = GcsStorage(server.new_bucket(), client=server.client(), retry_deadline_s=0.5, timeout_s=(0.5, 1.0),
+                       chunk_bytes=256 * 1024)
+    rec = make_recorder(store, clock)
+    speak_user(rec, clock, 1.0)
+    server.stop()
+    speak_user(rec, clock, 5.0)
+    assert rec.finalize("end") is None
+
+
+@pytest.mark.parametrize("session_id", ["../x", "a/b", "", "x" * 2000])
+def test_unsafe_session_id_is_refused(tmp_path, clock, session_id):
+    """A session id that is not a safe key segment is refused at construction."""
+    with pytest.raises(ValueError):
+        make_recorder(LocalStorage(tmp_path), clock, session_id=session_id)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 160, 321, 16000])
+def test_upsampler_keeps_duration(chunk):
+    """16→24 kHz conversion yields 1.5 samples per input sample whatever the chunking."""
+    up = recording._Upsampler()
+    data = (np.arange(16000 * 2) % 200 - 100).astype(np.int16)
+    out = np.concatenate([up(data[i:i + chunk]) for i in range(0, len(data), chunk)])
+    assert abs(len(out) - 48000) <= 2
+    whole = recording._Upsampler()(data)
+    assert np.array_equal(out, whole[: len(out)])
