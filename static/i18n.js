@@ -1,0 +1,182 @@
+// The page's words in Japanese (first) and English. The template carries the Japanese
+// text for a first paint; applyTranslations() switches everything marked data-i18n.
+
+export const LANGUAGES = ["ja", "en"];
+
+export const messages = {
+  ja: {
+    "app.tagline": "AI のお客様を相手に、声で商談のロールプレイ練習",
+    "skip": "会話へ移動",
+    "lang.switch": "English",
+    "lang.switch.label": "Switch to English",
+    "scenario.label": "シナリオ",
+    "scenario.loading": "読み込み中…",
+    "mode.label": "会話の方法",
+    "mode.voice": "音声で話す",
+    "mode.text": "文字で話す",
+    "start": "会話を開始",
+    "end": "終了して採点",
+    "meter.label": "マイクの入力レベル",
+    "state.idle": "待機中 — シナリオを選んで「会話を開始」を押してください",
+    "state.connecting": "接続しています…",
+    "state.live": "会話中 — 話しかけてください",
+    "state.live.text": "会話中 — メッセージを入力してください",
+    "state.reconnecting": "接続し直しています…",
+    "state.ending": "会話を終了しています…",
+    "state.grading": "採点しています… 数十秒かかることがあります",
+    "state.done": "終了しました。もう一度練習するには「会話を開始」を押してください",
+    "state.error": "会話を続けられませんでした",
+    "emulated.banner": "デモモード：本物の Gemini ではなく、内蔵のエミュレーターが応答しています。",
+    "transcript.title": "会話",
+    "transcript.empty": "会話を始めると、ここに双方の発言が表示されます。",
+    "role.user": "あなた",
+    "role.model": "お客様（AI）",
+    "utterance.interrupted": "（途中で中断）",
+    "composer.label": "文字で話しかける",
+    "composer.placeholder": "メッセージを入力して Enter…",
+    "send": "送信",
+    "feedback.title": "評価",
+    "feedback.score": "総合スコア",
+    "feedback.summary": "総評",
+    "feedback.good": "良かった点",
+    "feedback.improve": "改善点",
+    "feedback.criteria": "評価項目",
+    "feedback.criterion": "項目",
+    "feedback.criterion.score": "点数",
+    "feedback.comment": "コメント",
+    "feedback.report": "詳細レポート",
+    "feedback.progress": "会話を採点しています…",
+    "feedback.unavailable": "このサーバーではまだ採点機能が使えません。会話は正常に終了しました。",
+    "feedback.failed": "採点に失敗しました。会話の記録は保存されています。しばらくしてからもう一度お試しください。",
+    "feedback.none": "採点できる会話がありませんでした。",
+    "error.mic_denied":
+      "マイクの使用が許可されていません。アドレスバーのマイクのアイコンから許可して、もう一度「会話を開始」を押してください。文字で話すこともできます。",
+    "error.mic_missing": "マイクが見つかりません。マイクをつないでから、もう一度お試しください。文字で話すこともできます。",
+    "error.mic_busy": "マイクを使えません。ほかのアプリがマイクを使っていないか確認して、もう一度お試しください。",
+    "error.mic_insecure": "このページではマイクを使えません（HTTPS で開く必要があります）。文字で話すこともできます。",
+    "error.mic_failed": "マイクの準備に失敗しました。ページを再読み込みして、もう一度お試しください。",
+    "error.capacity": "サーバーが混み合っています。1〜2分待ってから、もう一度「会話を開始」を押してください。",
+    "error.upstream_unavailable": "AI（Gemini）に接続できません。しばらく待ってから、もう一度お試しください。",
+    "error.upstream_error": "AI（Gemini）との接続がエラーで終了しました。もう一度「会話を開始」を押してください。",
+    "error.connection_lost": "サーバーとの接続が切れました。ネットワークを確認して、もう一度「会話を開始」を押してください。",
+    "error.rate_limited": "短時間に操作が集中しました。1分ほど待ってから、もう一度お試しください。",
+    "error.session_limit": "会話の最大時間に達しました。",
+    "error.session_limit.warning": "まもなく会話の最大時間に達します。そろそろまとめましょう。",
+    "error.idle_timeout": "しばらく操作がなかったため、会話を終了しました。",
+    "error.shutting_down": "サーバーが再起動中です。接続し直しています…",
+    "error.unauthorized": "この会話を開始する権限がありません。ページを再読み込みしてください。",
+    "error.forbidden_origin": "このページからは接続できません。正しいアドレスで開き直してください。",
+    "error.bad_request": "送信した内容を受け付けられませんでした。",
+    "error.too_large": "送信した内容が大きすぎます。短くしてください。",
+    "error.internal": "サーバーで問題が起きました。もう一度「会話を開始」を押してください。",
+    "error.scenarios": "シナリオを読み込めませんでした。ページを再読み込みしてください。",
+    "error.not_live": "会話が始まっていません。先に「会話を開始」を押してください。",
+    "error.unknown": "問題が起きました。もう一度お試しください。",
+  },
+  en: {
+    "app.tagline": "Practise a sales conversation out loud with an AI customer",
+    "skip": "Skip to the conversation",
+    "lang.switch": "日本語",
+    "lang.switch.label": "日本語に切り替える",
+    "scenario.label": "Scenario",
+    "scenario.loading": "Loading…",
+    "mode.label": "How to talk",
+    "mode.voice": "Speak",
+    "mode.text": "Type",
+    "start": "Start conversation",
+    "end": "End and grade",
+    "meter.label": "Microphone level",
+    "state.idle": "Ready — choose a scenario and press Start conversation",
+    "state.connecting": "Connecting…",
+    "state.live": "Live — go ahead and speak",
+    "state.live.text": "Live — type a message",
+    "state.reconnecting": "Reconnecting…",
+    "state.ending": "Ending the conversation…",
+    "state.grading": "Grading… this can take a few tens of seconds",
+    "state.done": "Finished. Press Start conversation to practise again",
+    "state.error": "The conversation could not continue",
+    "emulated.banner": "Demo mode: the built-in emulator answers instead of the real Gemini.",
+    "transcript.title": "Conversation",
+    "transcript.empty": "Once you start, both sides of the conversation appear here.",
+    "role.user": "You",
+    "role.model": "Customer (AI)",
+    "utterance.interrupted": "(interrupted)",
+    "composer.label": "Type to the customer",
+    "composer.placeholder": "Type a message and press Enter…",
+    "send": "Send",
+    "feedback.title": "Evaluation",
+    "feedback.score": "Overall score",
+    "feedback.summary": "Summary",
+    "feedback.good": "What went well",
+    "feedback.improve": "What to improve",
+    "feedback.criteria": "Criteria",
+    "feedback.criterion": "Criterion",
+    "feedback.criterion.score": "Score",
+    "feedback.comment": "Comment",
+    "feedback.report": "Full report",
+    "feedback.progress": "Grading the conversation…",
+    "feedback.unavailable": "Grading is not available on this server yet. The conversation ended normally.",
+    "feedback.failed": "Grading failed. The conversation record is saved; please try again later.",
+    "feedback.none": "There was no conversation to grade.",
+    "error.mic_denied":
+      "The microphone is blocked. Allow it from the microphone icon in the address bar, then press Start conversation again. You can also type.",
+    "error.mic_missing": "No microphone was found. Connect one and try again, or type instead.",
+    "error.mic_busy": "The microphone is in use or unavailable. Close other apps using it and try again.",
+    "error.mic_insecure": "The microphone only works when this page is opened over HTTPS. You can type instead.",
+    "error.mic_failed": "The microphone could not be set up. Reload the page and try again.",
+    "error.capacity": "The server is full right now. Wait a minute or two, then press Start conversation again.",
+    "error.upstream_unavailable": "The AI (Gemini) cannot be reached. Please wait a little and try again.",
+    "error.upstream_error": "The AI (Gemini) ended the session with an error. Press Start conversation to try again.",
+    "error.connection_lost": "The connection to the server was lost. Check your network, then press Start conversation again.",
+    "error.rate_limited": "Too many attempts in a short time. Wait about a minute, then try again.",
+    "error.session_limit": "The conversation reached its maximum length.",
+    "error.session_limit.warning": "The conversation will reach its maximum length soon. Time to wrap up.",
+    "error.idle_timeout": "The conversation ended because nothing happened for a while.",
+    "error.shutting_down": "The server is restarting. Reconnecting…",
+    "error.unauthorized": "You are not allowed to start this conversation. Reload the page.",
+    "error.forbidden_origin": "This page cannot connect from here. Open it at its proper address.",
+    "error.bad_request": "The server could not accept what was sent.",
+    "error.too_large": "That was too long to send. Please shorten it.",
+    "error.internal": "Something went wrong on the server. Press Start conversation to try again.",
+    "error.scenarios": "The scenarios could not be loaded. Reload the page.",
+    "error.not_live": "No conversation yet. Press Start conversation first.",
+    "error.unknown": "Something went wrong. Please try again.",
+  },
+};
+
+/**
+ * Choose the page language: a stored choice first, then the first of the browser's
+ * languages that we speak, else Japanese.
+ * @param {readonly string[]} browserLanguages e.g. navigator.languages
+ * @param {string|null} [stored] a previous explicit choice
+ */
+export function pickLanguage(browserLanguages, stored = null) {
+  if (stored && LANGUAGES.includes(stored)) return stored;
+  for (const tag of browserLanguages || []) {
+    const base = String(tag).toLowerCase().split("-")[0];
+    if (LANGUAGES.includes(base)) return base;
+  }
+  return "ja";
+}
+
+/**
+ * A lookup function for one language; falls back to Japanese, then to the key itself.
+ * @param {string} lang
+ * @returns {(key: string) => string}
+ */
+export function translator(lang) {
+  const table = messages[lang] || messages.ja;
+  return (key) => table[key] ?? messages.ja[key] ?? key;
+}
+
+/**
+ * Replace the text of every [data-i18n] element under `root`, and the attributes named by
+ * [data-i18n-placeholder] / [data-i18n-aria-label].
+ */
+export function applyTranslations(root, t) {
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  for (const el of root.querySelectorAll("[data-i18n-aria-label]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nAriaLabel));
+  }
+}
