@@ -27,6 +27,12 @@ export class Transcript {
     if (role !== "user" && role !== "model") return [];
     if (role === "user" && this._isTypedEcho(text, final)) return [];
     let u = this.open[role];
+    if (!u && role === "model" && final && this.lastInterrupted) {
+      // The relay closes an interrupted utterance with a final transcript of it.
+      u = this.lastInterrupted;
+      u.text = merge(u.text, text || "", true);
+      return [u];
+    }
     if (!u) {
       if (!text && !final) return [];
       u = this._create(role);
