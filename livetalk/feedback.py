@@ -1,0 +1,434 @@
+"""``POST /feedback``: store a finished conversation's record and grade it.
+
+Two request forms (see the HTTP contract):
+
+* ``multipart/form-data`` from client apps: ``log`` (JSON list of ``{role, text}`` or
+  ``User:`` / ``AI:`` lines; a form field or a file part), optional ``audio`` (sniffed:
+  WAV, WebM, OGG, MP3, FLAC), optional ``session_id`` and ``scenario``;
+* ``application/json`` ``{"session_id": ...}`` for a conversation the relay recorded.
+
+Every request gets its own folder, ``<conversation folder>/feedback-<time>-<random>/``,
+so concurrent requests (even for one session id) never share a name. Uploads are
+written by a bounded thread pool while Gemini grades; the answer names only objects
+that were written: ``200`` when graded, ``502`` when grading failed (the upload is
+stored and the body says where), ``503`` when storage failed (nothing is claimed).
+
+Exceptions::
+
+    FeedbackError     a client-facing refusal: HTTP status, error code, message
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import logging
+import re
+import secrets
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+
+import prompts
+
+from . import grading
+from .grading import GradingFailed, Recording, Turn
+from .recording import check_session_id, conversation_prefix, find_recording
+from .storage import StorageError
+from .wav import SNIFF_BYTES, AudioType, sniff_audio
+
+log = logging.getLogger("livetalk.feedback")
+
+MAX_LOG_BYTES = 2 * 1024 * 1024  # the conversation log, as a form field or file part
+MAX_LOG_TURNS = 5000
+MAX_TURN_CHARS = 20_000
+MAX_JSON_BODY_BYTES = 64 * 1024  # the {"session_id"} form
+POOL_WORKERS = 8  # storage writes in flight across all requests
+GRADABLE_AUDIO = {"wav": "audio/wav", "mp3": "audio/mp3", "ogg": "audio/ogg", "flac": "audio/flac"}  # Gemini's names
+RECORDING_NOTE = "It is stereo: the left channel is the user, the right channel is the AI customer."
+ROLE_ALIASES = {"user": "user", "model": "model", "ai": "model", "assistant": "model"}
+_LINE_LABEL = re.compile(r"^\s*(user|ai|model|assistant|ユーザー)\s*[:：]\s?(.*)$", re.IGNORECASE)
+
+feedback_bp = Blueprint("feedback", __name__)
+
+
+class FeedbackError(Exception):
+    """A refusal with its HTTP status, error code and client-facing message."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+# --- the write pool ------------------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _submit(fn, *args) -> Future:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(POOL_WORKERS, thread_name_prefix="feedback-write")
+        return _pool.submit(fn, *args)
+
+
+def shutdown_feedback_pool(wait: bool = True) -> None:
+    """Stop the write pool; with ``wait`` (the default) pending writes finish first. A later request starts a new one."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=wait)
+
+
+# --- the route ---------------------------------------------------------------------------------
+
+
+@feedback_bp.post("/feedback")
+def feedback():
+    services = current_app.extensions["livetalk"]
+    _admit(services)
+    kind = request.mimetype
+    if kind == "application/json":
+        return _from_session(services)
+    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return _from_upload(services)
+    raise FeedbackError(415, "unsupported_media_type",
+                        "send multipart/form-data (log, audio) or application/json {\"session_id\": ...}")
+
+
+@feedback_bp.errorhandler(FeedbackError)
+def _refused(exc: FeedbackError):
+    response = jsonify({"error": {"code": exc.code, "message": exc.message}, **exc.extra})
+    if exc.status == 429:
+        response.headers["Retry-After"] = str(exc.extra.get("retry_after", 60))
+    return response, exc.status
+
+
+@feedback_bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc):
+    return _refused(FeedbackError(413, "too_large", "the request or one of its fields is over the size limit"))
+
+
+def _admit(services) -> None:
+    settings = services.settings
+    if services.draining.is_set():
+        raise FeedbackError(503, "draining", "the server is shutting down; try again shortly")
+    _check_rate(settings)
+    request.max_content_length = settings.max_request_bytes
+    request.max_form_memory_size = MAX_LOG_BYTES + 1024
+    if (request.content_length or 0) > settings.max_request_bytes:
+        raise FeedbackError(413, "too_large", f"the request is over {settings.max_request_bytes} bytes")
+
+
+def _check_rate(settings) -> None:
+    from .security import RateLimiter, client_ip, limit_key
+
+    limiter = current_app.extensions.setdefault(
+        "livetalk.feedback_limiter", RateLimiter(settings.feedback_per_ip_per_min, 60.0)
+    )
+    key = limit_key(client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                              settings.trust_forwarded_for))
+    if not limiter.allow(key):
+        raise FeedbackError(429, "rate_limited", "too many feedback requests; wait a minute",
+                            retry_after=max(limiter.retry_after(key), 1))
+
+
+# --- form 1: an upload from a client app -----------------------------------------------------
+
+
+def _from_upload(services):
+    form, files = request.form, request.files
+    session_id = _session_id(form.get("session_id"), required=False) or _new_session_id()
+    scenario = _scenario(form.get("scenario"))
+    raw_log, log_ext = _read_log(form.get("log"), files.get("log"))
+    turns = parse_log(raw_log.decode("utf-8-sig"))
+    audio = _read_audio(files.get("audio"))
+    folder = _request_folder(conversation_prefix(session_id, _utcnow()))
+    storage = services.storage
+    writes: dict[str, Future] = {
+        "log": _submit(storage.put, f"{folder}/log.{log_ext}", raw_log,
+                       "application/json" if log_ext == "json" else "text/plain; charset=utf-8"),
+    }
+    recording = None
+    if audio is not None:
+        kind, data = audio
+        writes["audio"] = _submit(storage.put, f"{folder}/audio.{kind.ext}", data, kind.mime)
+        recording = _upload_recording(kind, data, storage, f"{folder}/audio.{kind.ext}", writes["audio"])
+    job = _Job(session_id, scenario, folder, turns, recording)
+    return _grade_and_store(services, job, writes)
+
+
+def _read_log(field: str | None, part: FileStorage | None) -> tuple[bytes, str]:
+    """The log's bytes exactly as sent, and ``json`` or ``txt``."""
+    if part is not None and part.filename is not None:
+        raw = part.stream.read(MAX_LOG_BYTES + 1)
+    elif field is not None:
+        raw = field.encode()
+    else:
+        raise FeedbackError(400, "missing_log", "the log field is required (or send JSON with session_id)")
+    if len(raw) > MAX_LOG_BYTES:
+        raise FeedbackError(413, "too_large", f"log is over {MAX_LOG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FeedbackError(400, "invalid_log", "log must be UTF-8 text") from None
+    if not text.strip():
+        raise FeedbackError(400, "invalid_log", "log is empty")
+    return raw, "json" if text.lstrip()[:1] in "[{" else "txt"
+
+
+def parse_log(text: str) -> list[Turn]:
+    """The turns of a log: a JSON list of ``{role, text}``, or ``User:`` / ``AI:`` lines.
+
+    Raises :class:`FeedbackError` (400) naming what is wrong.
+    """
+    turns = _parse_json_log(text) if text.lstrip()[:1] in "[{" else _parse_text_log(text)
+    turns = [t for t in turns if t.text.strip()]
+    if not turns:
+        raise FeedbackError(400, "invalid_log", "log has no turns with text")
+    if len(turns) > MAX_LOG_TURNS:
+        raise FeedbackError(400, "invalid_log", f"log has more than {MAX_LOG_TURNS} turns")
+    return turns
+
+
+def _parse_json_log(text: str) -> list[Turn]:
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise FeedbackError(400, "invalid_log", "log is not valid JSON") from None
+    if not isinstance(items, list):
+        raise FeedbackError(400, "invalid_log", 'log must be a JSON list of {"role", "text"} objects')
+    return [_json_turn(i, item) for i, item in enumerate(items)]
+
+
+def _json_turn(i: int, item: Any) -> Turn:
+    if not isinstance(item, dict):
+        raise FeedbackError(400, "invalid_log", f"log[{i}] must be an object with role and text")
+    role = ROLE_ALIASES.get(str(item.get("role", "")).lower())
+    if role is None:
+        raise FeedbackError(400, "invalid_log", f"log[{i}].role must be 'user' or 'model'")
+    text = item.get("text")
+    if not isinstance(text, str):
+        raise FeedbackError(400, "invalid_log", f"log[{i}].text must be a string")
+    if len(text) > MAX_TURN_CHARS:
+        raise FeedbackError(400, "invalid_log", f"log[{i}].text is over {MAX_TURN_CHARS} characters")
+    return Turn(role, text)
+
+
+def _parse_text_log(text: str) -> list[Turn]:
+    turns: list[list[str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _LINE_LABEL.match(line)
+        if match:
+            turns.append([ROLE_ALIASES.get(match[1].lower(), "user"), match[2].strip()])
+        elif line.strip() and turns:
+            turns[-1][1] = f"{turns[-1][1]}\n{line.strip()}"  # a message that spans lines
+        elif line.strip():
+            raise FeedbackError(400, "invalid_log", f"log line {number} must start with 'User:' or 'AI:'")
+    return [Turn(role, body[:MAX_TURN_CHARS]) for role, body in turns]
+
+
+def _read_audio(part: FileStorage | None) -> tuple[AudioType, bytes | BinaryIO] | None:
+    """The sniffed type and the content (bytes when small enough to grade inline, else the stream)."""
+    if part is None:
+        return None
+    stream = part.stream
+    size = _size(stream)
+    if size == 0:
+        if not part.filename:  # a form's file input left empty
+            return None
+        raise FeedbackError(400, "invalid_audio", "audio is empty")
+    kind = sniff_audio(stream.read(SNIFF_BYTES))
+    stream.seek(0)
+    if kind is None:
+        raise FeedbackError(415, "unsupported_audio", "audio must be WAV, WebM/Opus, OGG, MP3 or FLAC")
+    if size <= grading.INLINE_AUDIO_MAX_BYTES:
+        return kind, stream.read()
+    return kind, stream
+
+
+def _size(stream: BinaryIO) -> int:
+    position = stream.tell()
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell()
+    stream.seek(position)
+    return size
+
+
+def _upload_recording(kind: AudioType, data: bytes | BinaryIO, storage, key: str, written: Future):
+    """What grading attaches: the bytes in hand, or (large) the stored copy once written."""
+    mime = GRADABLE_AUDIO.get(kind.name)
+    if mime is None:  # e.g. WebM: stored, but Gemini does not take it; the log is graded alone
+        return None
+    if isinstance(data, bytes):
+        return Recording(mime, len(data), lambda: io.BytesIO(data))
+
+    def open_stored() -> BinaryIO:
+        written.result()
+        return storage.open_read(key)
+
+    return Recording(mime, _size(data), open_stored)
+
+
+# --- form 2: a conversation the relay recorded -----------------------------------------------
+
+
+def _from_session(services):
+    if (request.content_length or 0) > MAX_JSON_BODY_BYTES:
+        raise FeedbackError(413, "too_large", f"the JSON body is over {MAX_JSON_BODY_BYTES} bytes")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise FeedbackError(400, "invalid_json", 'the body must be a JSON object like {"session_id": "..."}')
+    session_id = _session_id(body.get("session_id"), required=True)
+    storage = services.storage
+    entry = _storage_call(find_recording, storage, session_id)
+    if entry is None:
+        raise FeedbackError(404, "unknown_session", f"no recorded conversation has session_id {session_id!r}")
+    scenario = _scenario(body.get("scenario") or entry.get("scenario_id"), fallback=True)
+    raw = _storage_call(storage.read, entry["transcript"])
+    turns = _recorded_turns(raw)
+    recording = None
+    if entry.get("audio"):
+        key = entry["audio"]
+        recording = Recording("audio/wav", _storage_call(storage.size, key), lambda: storage.open_read(key),
+                              RECORDING_NOTE)
+    if not turns and recording is None:
+        raise FeedbackError(400, "empty_conversation", "the recorded conversation has nothing to grade")
+    writes = {"log": _done(storage.uri(entry["transcript"])),
+              "audio": _done(storage.uri(entry["audio"]) if entry.get("audio") else None)}
+    job = _Job(session_id, scenario, _request_folder(entry["prefix"]), turns, recording)
+    return _grade_and_store(services, job, writes)
+
+
+def _recorded_turns(raw: bytes) -> list[Turn]:
+    turns = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            item = json.loads(line)
+            turns.append(Turn(item["role"], item["text"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("skipping a malformed transcript line")
+    return turns
+
+
+def _storage_call(fn, *args):
+    try:
+        return fn(*args)
+    except StorageError as exc:
+        raise _unavailable() from exc
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+# --- shared: grade while the writes run, then answer -------------------------------------------
+
+
+@dataclasses.dataclass
+class _Job:
+    session_id: str
+    scenario: prompts.Scenario
+    folder: str  # this request's own folder
+    turns: list[Turn]
+    recording: Recording | None
+
+
+def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
+    evaluation, failure = None, None
+    try:
+        evaluation = grading.grade(services.genai_client(), model=services.settings.gemini_grading_model,
+                                   scenario=job.scenario, turns=job.turns, recording=job.recording)
+    except GradingFailed as exc:
+        failure = exc
+    except StorageError as exc:  # reading a large recording back from storage
+        failure = GradingFailed("the recording could not be read for grading")
+        log.warning("grading input unavailable: %s", type(exc).__name__)
+    stored = {"log": None, "audio": None, **_settle(writes), "feedback": None}
+    if failure is not None:
+        raise FeedbackError(502, "grading_failed", f"grading failed: {failure}; the conversation is stored",
+                            session_id=job.session_id, stored=stored)
+    report = grading.render_markdown(evaluation, job.scenario)
+    stored["feedback"] = _store_results(services.storage, job, evaluation, report)
+    return jsonify({"session_id": job.session_id, "feedback": report,
+                    "evaluation": grading.evaluation_json(evaluation), "stored": stored})
+
+
+def _settle(writes: dict[str, Future]) -> dict[str, str | None]:
+    """Wait for every write; their URIs, or 503 if any failed (then nothing is claimed)."""
+    results, failed = {}, None
+    for name, future in writes.items():
+        try:
+            results[name] = future.result()
+        except StorageError as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise _unavailable() from failed
+    return results
+
+
+def _store_results(storage, job: _Job, evaluation, report: str) -> str | None:
+    """Write evaluation.json and feedback.md; the report's URI, or None if it could not be written."""
+    record = {"session_id": job.session_id, "scenario": job.scenario.id, "graded_at": _utcnow().isoformat(),
+              "evaluation": grading.evaluation_json(evaluation)}
+    evaluation_write = _submit(storage.put, f"{job.folder}/evaluation.json",
+                               json.dumps(record, ensure_ascii=False, indent=1).encode(), "application/json")
+    report_write = _submit(storage.put, f"{job.folder}/feedback.md", report.encode(), "text/markdown; charset=utf-8")
+    try:
+        evaluation_write.result()
+        return report_write.result()
+    except StorageError:
+        log.warning("the grade of %s was returned but could not be stored", job.session_id)
+        return None
+
+
+def _unavailable() -> FeedbackError:
+    return FeedbackError(503, "storage_unavailable", "conversation storage is unavailable; nothing was stored. "
+                         "Try again shortly.")
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _session_id(value: Any, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise FeedbackError(400, "invalid_session_id", "session_id is required")
+        return None
+    try:
+        return check_session_id(value)
+    except ValueError:
+        raise FeedbackError(400, "invalid_session_id",
+                            "session_id must be 1-128 letters, digits, '-' or '_'") from None
+
+
+def _scenario(value: Any, *, fallback: bool = False) -> prompts.Scenario:
+    scenario = prompts.get_scenario(value if isinstance(value, str) else None)
+    if scenario is None and fallback:
+        scenario = prompts.get_scenario(None)
+    if scenario is None:
+        raise FeedbackError(400, "unknown_scenario", f"scenario {str(value)[:64]!r} is not offered by this server")
+    return scenario
+
+
+def _request_folder(conversation_folder: str) -> str:
+    return f"{conversation_folder}/feedback-{_utcnow():%Y%m%dT%H%M%S}Z-{secrets.token_hex(4)}"
+
+
+def _new_session_id() -> str:
+    return f"{_utcnow():%Y%m%dT%H%M%S}Z-{secrets.token_hex(8)}"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+

@@ -1,0 +1,351 @@
+"""Grades a finished conversation with Gemini (generateContent + a response schema).
+
+:func:`grade` sends the scenario's grading instruction and rubric as the system
+instruction, the transcript as text and, when there is one, the recording (inline
+when small, through the Files API when large), and asks for JSON matching
+:class:`Evaluation`. The reply is validated (scores clamped to 0–100, criteria
+lined up with the rubric) before it is returned. :func:`render_markdown` turns an
+evaluation into the Markdown report the original app's clients show.
+
+Exceptions::
+
+    GradingFailed     Gemini failed, timed out, or kept answering with unusable JSON;
+                      the message is client-safe (the route answers 502)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from pydantic import BaseModel, Field, ValidationError
+
+if TYPE_CHECKING:
+    from google import genai
+
+    from prompts import Scenario
+
+log = logging.getLogger("livetalk.grading")
+
+INLINE_AUDIO_MAX_BYTES = 14 * 1024 * 1024  # larger recordings go through the Files API (requests cap at 20 MB)
+ATTEMPT_TIMEOUT_S = 90.0  # one generateContent call
+DEADLINE_S = 180.0  # all attempts together, uploads included
+MAX_ATTEMPTS = 3
+BACKOFF_S = (1.0, 3.0)  # wait before the 2nd and 3rd attempt (plus up to 50 % jitter)
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+FILE_READY_TIMEOUT_S = 60.0  # an uploaded recording must be ACTIVE within this
+FILE_POLL_S = 1.0
+MAX_TRANSCRIPT_CHARS = 200_000  # the transcript sent to the model is cut beyond this
+MAX_LIST_ITEMS = 10  # good points, improvements, evidence quotes kept per list
+ROLE_LABELS = {"user": "User", "model": "AI"}
+
+
+class GradingFailed(Exception):
+    """The conversation could not be graded; the message is safe to show a client."""
+
+
+# --- the evaluation ---------------------------------------------------------------------------
+
+
+class CriterionScore(BaseModel):
+    """One rubric criterion's grade."""
+
+    name: str = Field(description="The rubric criterion's name, exactly as given.")
+    score: int = Field(description="0-100 for this criterion.")
+    comment: str = Field(description="Why this score, in one to three sentences.")
+    evidence: list[str] = Field(description="Short verbatim quotes from the transcript.")
+
+
+class Evaluation(BaseModel):
+    """The grade of one conversation (also the response schema sent to Gemini)."""
+
+    score: int = Field(description="Overall score 0-100, weighing the criteria by their weights.")
+    summary: str = Field(description="Two or three sentences on the salesperson's performance.")
+    good_points: list[str] = Field(description="What the salesperson did well, with specifics.")
+    improvements: list[str] = Field(description="Concrete things to do better next time.")
+    criteria: list[CriterionScore] = Field(description="One entry per rubric criterion, in rubric order.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    """One utterance of the conversation; ``role`` is ``"user"`` or ``"model"``."""
+
+    role: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    """Audio to attach: its MIME type, size in bytes, and how to open it (seekable, binary)."""
+
+    mime_type: str
+    size: int
+    open: Callable[[], BinaryIO]
+    description: str = ""  # e.g. which channel is whom; told to the model
+
+
+# --- grading ----------------------------------------------------------------------------------
+
+
+def grade(
+    client: genai.Client,
+    *,
+    model: str,
+    scenario: Scenario,
+    turns: Sequence[Turn],
+    recording: Recording | None = None,
+    attempt_timeout_s: float = ATTEMPT_TIMEOUT_S,
+    deadline_s: float = DEADLINE_S,
+) -> Evaluation:
+    """Grade a conversation; raises :class:`GradingFailed`.
+
+    Retries (up to :data:`MAX_ATTEMPTS`, with backoff, within ``deadline_s`` seconds)
+    on 408/429/5xx, transport errors and replies that do not validate.
+    """
+    deadline = time.monotonic() + deadline_s
+    uploaded = None
+    try:
+        audio_part, uploaded = _attach(client, recording, deadline)
+        contents = [*([audio_part] if audio_part is not None else []), _transcript_prompt(turns, recording)]
+        return _generate_with_retries(client, model, scenario, contents, attempt_timeout_s, deadline)
+    finally:
+        if uploaded is not None:
+            _delete_quietly(client, uploaded)
+
+
+def _generate_with_retries(client, model, scenario, contents, attempt_timeout_s, deadline) -> Evaluation:
+    from google.genai import types
+
+    system = system_instruction(scenario)
+    last_problem = "no attempt was made"
+    for attempt in range(MAX_ATTEMPTS):
+        remaining = deadline - time.monotonic()
+        if remaining <= 1.0:
+            break
+        config = types.GenerateContentConfig(
+            system_instruction=system,
+            response_mime_type="application/json",
+            response_schema=Evaluation,
+            temperature=0.2,
+            http_options=types.HttpOptions(timeout=int(min(attempt_timeout_s, remaining) * 1000)),
+        )
+        try:
+            response = client.models.generate_content(model=model, contents=contents, config=config)
+            return validate(response.text, scenario)
+        except _Retryable as exc:
+            last_problem = str(exc)
+        except Exception as exc:
+            if not _is_transient(exc):
+                log.warning("grading failed: %s", _describe(exc))
+                raise GradingFailed("the grading service rejected the request") from exc
+            last_problem = _describe(exc)
+        log.warning("grading attempt %d of %d failed: %s", attempt + 1, MAX_ATTEMPTS, last_problem)
+        if attempt + 1 < MAX_ATTEMPTS:
+            _sleep_before_retry(attempt, deadline)
+    raise GradingFailed("the grading service is unavailable; try again later")
+
+
+def _sleep_before_retry(attempt: int, deadline: float) -> None:
+    base = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+    pause = base * (1 + random.random() / 2)
+    time.sleep(max(min(pause, deadline - time.monotonic() - 1.0), 0))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from google.genai import errors
+
+    if isinstance(exc, errors.APIError):
+        return exc.code in RETRY_STATUS
+    try:
+        import httpx
+
+        return isinstance(exc, (httpx.TimeoutException, httpx.TransportError))
+    except ImportError:  # pragma: no cover - httpx ships with google-genai
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    """For logs only: the error's type and status, never its body."""
+    code = getattr(exc, "code", None)
+    return f"{type(exc).__name__}{f' {code}' if code else ''}"
+
+
+class _Retryable(Exception):
+    """The reply was unusable; asking again may help."""
+
+
+def system_instruction(scenario: Scenario) -> str:
+    """The scenario's grading instruction followed by its rubric and the output rules."""
+    rubric = "\n".join(f"- {c.name} (weight {c.weight}): {c.description}" for c in scenario.rubric)
+    return (
+        f"{scenario.grading_instruction.strip()}\n\n"
+        f"Rubric (criterion (weight): what good looks like):\n{rubric}\n\n"
+        "Answer with JSON only. Give every score as a whole number from 0 to 100. "
+        "Return exactly one entry in `criteria` per rubric criterion, in rubric order, using its name exactly. "
+        "`evidence` holds short verbatim quotes from the transcript. "
+        f"Write in the conversation's language ({scenario.language})."
+    )
+
+
+def _transcript_prompt(turns: Sequence[Turn], recording: Recording | None) -> str:
+    lines = "\n".join(f"{ROLE_LABELS.get(t.role, t.role)}: {t.text}" for t in turns if t.text.strip())
+    if len(lines) > MAX_TRANSCRIPT_CHARS:
+        lines = lines[:MAX_TRANSCRIPT_CHARS] + "\n[… transcript cut …]"
+    audio_note = f"The attached audio is the recording of this conversation. {recording.description}\n" if recording else ""
+    return (
+        f"{audio_note}Transcript (User = the person being graded, AI = the role-played customer):\n"
+        f"{lines or '(no words were transcribed)'}\n\nGrade the user's performance."
+    )
+
+
+# --- the recording ----------------------------------------------------------------------------
+
+
+def _attach(client, recording: Recording | None, deadline: float):
+    """The recording as a content part (inline or uploaded) and the uploaded file to delete later."""
+    from google.genai import types
+
+    if recording is None:
+        return None, None
+    try:
+        if recording.size <= INLINE_AUDIO_MAX_BYTES:
+            with recording.open() as stream:
+                return types.Part.from_bytes(data=stream.read(), mime_type=recording.mime_type), None
+        with recording.open() as stream:
+            uploaded = client.files.upload(file=stream, config=types.UploadFileConfig(mime_type=recording.mime_type))
+        _wait_active(client, uploaded, deadline)
+        return types.Part.from_uri(file_uri=uploaded.uri, mime_type=recording.mime_type), uploaded
+    except GradingFailed:
+        raise
+    except Exception as exc:
+        log.warning("could not attach the recording: %s", _describe(exc))
+        raise GradingFailed("the recording could not be sent for grading") from exc
+
+
+def _wait_active(client, uploaded, deadline: float) -> None:
+    limit = min(deadline, time.monotonic() + FILE_READY_TIMEOUT_S)
+    file = uploaded
+    while _state(file) == "PROCESSING":
+        if time.monotonic() >= limit:
+            raise GradingFailed("the recording was not ready for grading in time")
+        time.sleep(FILE_POLL_S)
+        file = client.files.get(name=uploaded.name)
+    if _state(file) == "FAILED":
+        raise GradingFailed("the grading service could not read the recording")
+
+
+def _state(file) -> str:
+    state = getattr(file, "state", None)
+    return getattr(state, "value", state) or "ACTIVE"
+
+
+def _delete_quietly(client, uploaded) -> None:
+    try:
+        client.files.delete(name=uploaded.name)
+    except Exception as exc:  # the Files API expires uploads after 48 h anyway
+        log.info("could not delete uploaded recording %s: %s", uploaded.name, _describe(exc))
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def validate(text: str | None, scenario: Scenario) -> Evaluation:
+    """Parse and tidy the model's JSON; raises :class:`_Retryable` when it is unusable.
+
+    Scores outside 0–100 are clamped, blank list items dropped, lists capped at
+    :data:`MAX_LIST_ITEMS`; criteria are matched to the rubric by name (ignoring case
+    and spaces) and put in rubric order, unknown ones kept after them.
+    """
+    try:
+        data = json.loads(text or "")
+        evaluation = Evaluation.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        raise _Retryable(f"the reply was not a valid evaluation ({type(exc).__name__})") from None
+    if not evaluation.summary.strip():
+        raise _Retryable("the reply had an empty summary")
+    return Evaluation(
+        score=_clamp(evaluation.score),
+        summary=evaluation.summary.strip(),
+        good_points=_tidy(evaluation.good_points),
+        improvements=_tidy(evaluation.improvements),
+        criteria=_align(evaluation.criteria, scenario),
+    )
+
+
+def _clamp(score: int) -> int:
+    return max(0, min(100, int(score)))
+
+
+def _tidy(items: list[str]) -> list[str]:
+    return [s.strip() for s in items if s and s.strip()][:MAX_LIST_ITEMS]
+
+
+def _key(name: str) -> str:
+    return "".join(name.split()).casefold()
+
+
+def _align(criteria: list[CriterionScore], scenario: Scenario) -> list[CriterionScore]:
+    by_name = {_key(c.name): c for c in criteria}
+    ordered = []
+    for item in scenario.rubric:
+        found = by_name.pop(_key(item.name), None)
+        if found is not None:
+            ordered.append(found.model_copy(update={"name": item.name}))
+    ordered.extend(c for c in criteria if _key(c.name) in by_name)
+    return [
+        c.model_copy(update={"score": _clamp(c.score), "comment": c.comment.strip(), "evidence": _tidy(c.evidence)})
+        for c in ordered
+    ]
+
+
+# --- the report -------------------------------------------------------------------------------
+
+_LABELS = {
+    "ja": {"title": "評価レポート", "score": "総合スコア", "good": "良かった点", "improve": "改善点",
+           "criteria": "評価項目別", "weight": "重み", "none": "（なし）"},
+    "en": {"title": "Feedback report", "score": "Overall score", "good": "What went well",
+           "improve": "What to improve", "criteria": "By criterion", "weight": "weight", "none": "(none)"},
+}
+
+
+def render_markdown(evaluation: Evaluation, scenario: Scenario) -> str:
+    """The report the original app returned as ``feedback``: score, summary, good points, improvements, criteria."""
+    labels = _LABELS["ja" if scenario.language.lower().startswith("ja") else "en"]
+    weights = {c.name: c.weight for c in scenario.rubric}
+    out = [
+        f"# {labels['title']}: {scenario.title}",
+        "",
+        f"**{labels['score']}: {evaluation.score} / 100**",
+        "",
+        evaluation.summary,
+        "",
+        f"## {labels['good']}",
+        *_bullets(evaluation.good_points, labels["none"]),
+        "",
+        f"## {labels['improve']}",
+        *_bullets(evaluation.improvements, labels["none"]),
+        "",
+        f"## {labels['criteria']}",
+    ]
+    for c in evaluation.criteria:
+        weight = f" ({labels['weight']} {weights[c.name]})" if c.name in weights else ""
+        out += ["", f"### {c.name}{weight}: {c.score} / 100", "", c.comment]
+        out += [f"> {_one_line(quote)}" for quote in c.evidence]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _bullets(items: list[str], empty: str) -> list[str]:
+    return [f"- {_one_line(s)}" for s in items] or [f"- {empty}"]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
+    """The evaluation as the API returns and stores it."""
+    return evaluation.model_dump()
