@@ -1,0 +1,210 @@
+"""Grading: validation of Gemini's JSON, retries and timeouts against the emulator, the Markdown report."""
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+
+import prompts
+from livetalk import grading
+from livetalk.config import Settings
+from livetalk.grading import Evaluation, GradingFailed, Recording, Turn, render_markdown, system_instruction, validate
+from livetalk.services import Services
+from livetalk.wav import wav_header
+
+SALES_JA = prompts.get_scenario("sales-ja")
+SALES_EN = prompts.get_scenario("sales-en")
+TURNS = [
+    Turn("user", "本日はお時間をいただきありがとうございます。社内の問い合わせ対応でお困りのことはありますか？"),
+    Turn("model", "そうですね、情報システム部に問い合わせが集中しています。"),
+    Turn("user", "それは大変ですね。来週の火曜日にデモのお時間をいただけますか？"),
+]
+
+
+@pytest.fixture(scope="module")
+def services():
+    """One Services with no API key: the google-genai client talks to the embedded emulator."""
+    svc = Services(Settings())
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def emu(services):
+    """The emulator, with faults and its request log cleared."""
+    emulator = services.emulator()
+    emulator.control.reset()
+    yield emulator
+    emulator.control.reset()
+
+
+@pytest.fixture
+def client(services, emu):
+    return services.genai_client()
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    """Retries wait milliseconds, not seconds, in tests."""
+    monkeypatch.setattr(grading, "BACKOFF_S", (0.01, 0.01))
+
+
+def reply(**overrides) -> str:
+    body = {
+        "score": 72, "summary": " Good discovery. ", "good_points": ["asked about pains", "  "],
+        "improvements": ["close with a date"],
+        "criteria": [{"name": c.name, "score": 60, "comment": "ok", "evidence": ["quote"]} for c in SALES_JA.rubric],
+    }
+    body.update(overrides)
+    return json.dumps(body, ensure_ascii=False)
+
+
+def wav_bytes(seconds: float) -> bytes:
+    frames = int(seconds * 24000)
+    return wav_header(frames * 4, sample_rate=24000, channels=2) + bytes(frames * 4)
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [(72, 72), (150, 100), (-5, 0), (0, 0), (100, 100)],
+)
+def test_scores_are_clamped(given, expected):
+    """Overall and per-criterion scores outside 0–100 are clamped into range."""
+    evaluation = validate(reply(score=given, criteria=[
+        {"name": SALES_JA.rubric[0].name, "score": given, "comment": "c", "evidence": []}]), SALES_JA)
+    assert evaluation.score == expected
+    assert evaluation.criteria[0].score == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [None, "", "not json", "[1, 2]", json.dumps({"score": 50}), reply(score="high"), reply(summary="  "),
+     reply(criteria=[{"name": "x"}])],
+    ids=["none", "empty", "not-json", "list", "missing-fields", "score-not-number", "blank-summary",
+         "criterion-incomplete"],
+)
+def test_unusable_replies_are_rejected(text):
+    """Replies that are not a complete evaluation are rejected (and so retried)."""
+    with pytest.raises(grading._Retryable):
+        validate(text, SALES_JA)
+
+
+def test_criteria_follow_the_rubric():
+    """Criteria are matched to the rubric ignoring case and spaces, put in rubric order, extras kept last."""
+    rubric = SALES_EN.rubric
+    given = [{"name": "closing for a NEXT step", "score": 50, "comment": " c ", "evidence": [" q ", ""]},
+             {"name": "Made up", "score": 10, "comment": "x", "evidence": []},
+             {"name": rubric[0].name, "score": 90, "comment": "d", "evidence": []}]
+    evaluation = validate(reply(criteria=given), SALES_EN)
+    assert [c.name for c in evaluation.criteria] == [rubric[0].name, "Closing for a next step", "Made up"]
+    assert evaluation.criteria[1].comment == "c" and evaluation.criteria[1].evidence == ["q"]
+    assert evaluation.good_points == ["asked about pains"] and evaluation.summary == "Good discovery."
+
+
+def test_system_instruction_carries_the_rubric():
+    """The system instruction is the scenario's grading instruction plus every criterion with its weight."""
+    text = system_instruction(SALES_JA)
+    assert text.startswith(SALES_JA.grading_instruction.strip())
+    for criterion in SALES_JA.rubric:
+        assert f"{criterion.name} (weight {criterion.weight})" in text
+
+
+@pytest.mark.parametrize(
+    "topic", ["質問", "傾聴", "価値", "懸念", "クロージング", "敬語"],
+)
+def test_sales_rubric_covers_the_required_skills(topic):
+    """The sales rubric covers questioning, listening, value, objections, closing and keigo."""
+    assert any(topic in c.name for c in SALES_JA.rubric)
+
+
+# --- against the emulator -----------------------------------------------------------------------
+
+
+def test_grade_returns_a_valid_evaluation(client, emu):
+    """A transcript graded through the real SDK comes back as an Evaluation within range."""
+    evaluation = grading.grade(client, model="gemini-3.5-flash", scenario=SALES_JA, turns=TURNS)
+    assert 0 <= evaluation.score <= 100
+    assert evaluation.summary and evaluation.criteria
+    calls = [r for r in emu.control.requests() if "generateContent" in r["path"]]
+    assert len(calls) == 1 and calls[0]["has_schema"]
+    assert SALES_JA.rubric[0].name in calls[0]["system_instruction"]
+    assert "来週の火曜日" in calls[0]["text"]
+
+
+@pytest.mark.parametrize(("inline_limit", "uploads"), [(grading.INLINE_AUDIO_MAX_BYTES, 0), (1024, 1)],
+                         ids=["inline", "files-api"])
+def test_recording_is_attached_inline_or_uploaded(client, emu, monkeypatch, inline_limit, uploads):
+    """Small recordings go inline; recordings over the inline limit go through the Files API."""
+    monkeypatch.setattr(grading, "INLINE_AUDIO_MAX_BYTES", inline_limit)
+    data = wav_bytes(1.0)
+    recording = Recording("audio/wav", len(data), lambda: io.BytesIO(data), "stereo")
+    evaluation = grading.grade(client, model="gemini-3.5-flash", scenario=SALES_JA, turns=TURNS, recording=recording)
+    assert 0 <= evaluation.score <= 100
+    assert sum(r["path"] == "upload" for r in emu.control.requests()) == uploads
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_errors_are_retried(client, emu, status):
+    """Two transient failures in a row are retried and the third attempt's grade is returned."""
+    emu.control.fault_next_rest(status=status, count=2)
+    evaluation = grading.grade(client, model="gemini-3.5-flash", scenario=SALES_JA, turns=TURNS)
+    assert 0 <= evaluation.score <= 100
+
+
+@pytest.mark.parametrize("status", [429, 500])
+def test_exhausted_retries_fail(client, emu, status):
+    """When every attempt fails transiently, GradingFailed says so without upstream text."""
+    emu.control.fault_next_rest(status=status, count=grading.MAX_ATTEMPTS, message="secret upstream detail")
+    with pytest.raises(GradingFailed) as info:
+        grading.grade(client, model="gemini-3.5-flash", scenario=SALES_JA, turns=TURNS)
+    assert "secret" not in str(info.value)
+
+
+def test_client_errors_are_not_retried(client, emu):
+    """A 400 from Gemini fails at once: each grade call uses up exactly one armed fault."""
+    emu.control.fault_next_rest(status=400, count=2)
+    for _ in range(2):
+        with pytest.raises(GradingFailed):
+            grading.grade(client, model="gemini-3.5-flash", scenario=SALES_JA, turns=TURNS)
+    assert grading.grade(client, model="gemini-3.5-flash", scenario=SALES_JA, turns=TURNS)
+
+
+def test_slow_upstream_times_out_within_the_deadline(client, emu):
+    """A hanging upstream is abandoned after the per-attempt timeout, all attempts within the deadline."""
+    emu.control.fault_next_rest(status=None, delay_ms=5000, count=5)
+    started = time.monotonic()
+    with pytest.raises(GradingFailed):
+        grading.grade(client, model="gemini-3.5-flash", scenario=SALES_JA, turns=TURNS,
+                      attempt_timeout_s=0.5, deadline_s=2.5)
+    assert time.monotonic() - started < 4.0
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "headings"),
+    [(SALES_JA, ["総合スコア: 72 / 100", "## 良かった点", "## 改善点", "## 評価項目別"]),
+     (SALES_EN, ["Overall score: 72 / 100", "## What went well", "## What to improve", "## By criterion"])],
+)
+def test_markdown_report(scenario, headings):
+    """The report shows the score, summary, good points, improvements and each criterion with evidence."""
+    criteria = [{"name": c.name, "score": 60, "comment": "ok", "evidence": ["「ありがとうございます」"]}
+                for c in scenario.rubric]
+    evaluation = validate(reply(criteria=criteria), scenario)
+    report = render_markdown(evaluation, scenario)
+    for heading in headings:
+        assert heading in report
+    assert "Good discovery." in report and "- asked about pains" in report
+    assert f"### {scenario.rubric[0].name}" in report and "> 「ありがとうございます」" in report
+
+
+def test_report_of_an_empty_evaluation():
+    """Empty lists render as an explicit 'none' rather than a missing section."""
+    evaluation = Evaluation(score=10, summary="s", good_points=[], improvements=[], criteria=[])
+    assert "- (none)" in render_markdown(evaluation, SALES_EN)
