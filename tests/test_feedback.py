@@ -1,0 +1,402 @@
+"""POST /feedback: both request forms, storage and grading failures, bad inputs, concurrency."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import threading
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import numpy as np
+import pytest
+from flask import Flask
+
+from livetalk import feedback, grading
+from livetalk.config import Settings
+from livetalk.feedback import feedback_bp, parse_log, shutdown_feedback_pool
+from livetalk.recording import ConversationRecorder
+from livetalk.services import Services
+from livetalk.storage import GcsStorage, LocalStorage
+from livetalk.wav import FLAC, MP3, OGG, WAV, WEBM, sniff_audio, wav_header
+from tests.gcs_helpers import FakeGcsServer, gcs_env, gcs_server, gcs_storage  # noqa: F401  (fixtures)
+
+LOG = [{"role": "user", "text": "本日はありがとうございます。お困りのことはありますか？"},
+       {"role": "model", "text": "問い合わせ対応が大変です。"},
+       {"role": "user", "text": "来週デモはいかがでしょうか？"}]
+TEXT_LOG = "User: Hello, do you have a minute?\nAI: Briefly.\nUser: What slows your dispatchers down?\n"
+
+
+def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    pcm = (8000 * np.sin(np.arange(int(seconds * rate)) / 5)).astype("<i2").tobytes()
+    return wav_header(len(pcm), sample_rate=rate, channels=1) + pcm
+
+
+class _TestServices(Services):
+    """Services with the storage under test and the shared emulator-backed genai client."""
+
+    def __init__(self, settings: Settings, storage, genai_client) -> None:
+        super().__init__(settings)
+        self._test_storage, self._test_client = storage, genai_client
+
+    @property
+    def storage(self):
+        return self._test_storage
+
+    def genai_client(self):
+        return self._test_client
+
+
+@pytest.fixture(scope="module")
+def gemini():
+    """Services with no API key: its genai client talks to the embedded emulator."""
+    svc = Services(Settings())
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def emu(gemini):
+    emulator = gemini.emulator()
+    emulator.control.reset()
+    yield emulator
+    emulator.control.reset()
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(grading, "BACKOFF_S", (0.01, 0.01))
+
+
+@pytest.fixture(params=["local", "gcs"])
+def store(request, tmp_path):
+    """Each storage backend in turn."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "data")
+    return request.getfixturevalue("gcs_storage")
+
+
+@pytest.fixture
+def local_store(tmp_path):
+    return LocalStorage(tmp_path / "data")
+
+
+def make_client(store, gemini, **overrides):
+    """A Flask test client of a minimal app with just the feedback blueprint."""
+    settings = Settings(**{"feedback_per_ip_per_min": 1000, **overrides})
+    app = Flask(__name__)
+    app.extensions["livetalk"] = _TestServices(settings, store, gemini.genai_client())
+    app.register_blueprint(feedback_bp)
+    return app.test_client()
+
+
+def post_upload(client, *, log=json.dumps(LOG, ensure_ascii=False), audio=None, filename="talk.wav", **fields):
+    data = dict(fields)
+    if log is not None:
+        data["log"] = log
+    if audio is not None:
+        data["audio"] = (io.BytesIO(audio), filename)
+    return client.post("/feedback", data=data, content_type="multipart/form-data")
+
+
+def read_uri(store, uri: str) -> bytes:
+    """The content of a stored object named by its URI."""
+    if uri.startswith("gs://"):
+        bucket, _, key = uri[5:].partition("/")
+        assert bucket == store.bucket_name
+        return store.read(key)
+    path = url2pathname(urlparse(uri).path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body
+
+
+# --- the multipart form -------------------------------------------------------------------------
+
+
+def test_upload_is_graded_and_stored(store, gemini, emu):
+    """A log and a WAV are stored under the request's own names and the grade comes back per the contract."""
+    audio = wav_bytes()
+    response = post_upload(make_client(store, gemini), audio=audio, session_id="client-42", scenario="sales-ja")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"session_id", "feedback", "evaluation", "stored"}
+    assert body["session_id"] == "client-42"
+    assert set(body["evaluation"]) >= {"score", "summary", "good_points", "improvements", "criteria"}
+    assert 0 <= body["evaluation"]["score"] <= 100
+    assert all({"name", "score", "comment"} <= set(c) for c in body["evaluation"]["criteria"])
+    stored = body["stored"]
+    assert read_uri(store, stored["log"]) == json.dumps(LOG, ensure_ascii=False).encode()
+    assert read_uri(store, stored["audio"]) == audio
+    assert read_uri(store, stored["feedback"]).decode() == body["feedback"]
+    assert "/client-42/feedback-" in stored["log"] and stored["log"].endswith("/log.json")
+    assert stored["audio"].endswith("/audio.wav")
+    evaluation = json.loads(read_uri(store, stored["feedback"].replace("feedback.md", "evaluation.json")))
+    assert evaluation["evaluation"] == body["evaluation"]
+
+
+def test_text_log_without_audio(local_store, gemini, emu):
+    """A plain-text User:/AI: log is accepted, stored as log.txt, and audio is null."""
+    response = post_upload(make_client(local_store, gemini), log=TEXT_LOG, scenario="sales-en")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    stored = response.get_json()["stored"]
+    assert stored["audio"] is None and stored["log"].endswith("/log.txt")
+    assert read_uri(local_store, stored["log"]) == TEXT_LOG.encode()
+    assert "What slows your dispatchers down?" in emu.control.requests()[-1]["text"]
+
+
+def test_log_as_a_file_part(local_store, gemini, emu):
+    """The log may come as a file part (log.json) instead of a form field."""
+    client = make_client(local_store, gemini)
+    raw = json.dumps(LOG).encode()
+    response = client.post("/feedback", data={"log": (io.BytesIO(raw), "log.json")}, content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert read_uri(local_store, response.get_json()["stored"]["log"]) == raw
+
+
+def test_traversal_in_a_filename_is_harmless(local_store, gemini, emu, tmp_path):
+    """A client's file name is never used for storage: the audio lands as audio.wav in the request's folder."""
+    response = post_upload(make_client(local_store, gemini), audio=wav_bytes(), filename="../../../../etc/evil.wav")
+    assert response.status_code == 200
+    uri = response.get_json()["stored"]["audio"]
+    assert uri.endswith("/audio.wav") and ".." not in uri
+    assert not any(p.name == "evil.wav" for p in tmp_path.rglob("*"))
+
+
+def test_concurrent_posts_never_mix(store, gemini, emu):
+    """20 concurrent posts with one session id are each stored under distinct names with exactly their content."""
+    client_app = make_client(store, gemini)
+    results: dict[int, tuple[int, dict, bytes, bytes]] = {}
+
+    def post(i: int) -> None:
+        log = json.dumps([{"role": "user", "text": f"request {i} " + "x" * i}])
+        audio = wav_bytes(0.2 + i / 100)
+        response = post_upload(client_app.application.test_client(), log=log, audio=audio, session_id="shared")
+        results[i] = (response.status_code, response.get_json(), log.encode(), audio)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == list(range(20))
+    uris = set()
+    for status, body, log, audio in results.values():
+        assert status == 200, body
+        assert read_uri(store, body["stored"]["log"]) == log
+        assert read_uri(store, body["stored"]["audio"]) == audio
+        uris.update(body["stored"].values())
+    assert len(uris) == 20 * 3
+
+
+# --- the recorded-session form ------------------------------------------------------------------
+
+
+def record_conversation(store, session_id="20250101T000000Z-abcdef0123456789") -> ConversationRecorder:
+    """A short conversation recorded by the relay's recorder, finalised."""
+    clock = iter(np.arange(100.0, 200.0, 0.02))
+    recorder = ConversationRecorder(store, session_id=session_id, scenario_id="sales-en",
+                                    started_at=dt.datetime.now(dt.timezone.utc), clock=lambda: float(next(clock)))
+    for _ in range(50):
+        recorder.user_audio(wav_bytes(0.02)[44:])
+    recorder.transcript("user", "What slows your dispatchers down?", True)
+    recorder.model_audio(bytes(24000))
+    recorder.transcript("model", "Sick calls every morning.", True)
+    recorder.turn_complete()
+    assert recorder.finalize("end") is not None
+    return recorder
+
+
+def test_recorded_session_is_graded(store, gemini, emu):
+    """JSON {session_id} grades the relay's own recording and stores the grade beside it."""
+    recorder = record_conversation(store)
+    client = make_client(store, gemini)
+    response = client.post("/feedback", json={"session_id": recorder.session_id})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    prefix = recorder.key_prefix
+    assert body["session_id"] == recorder.session_id
+    assert body["stored"]["log"] == store.uri(f"{prefix}/transcript.jsonl")
+    assert body["stored"]["audio"] == store.uri(f"{prefix}/audio.wav")
+    assert body["stored"]["feedback"].startswith(store.uri(prefix) + "/feedback-")
+    assert read_uri(store, body["stored"]["feedback"]).decode() == body["feedback"]
+    graded = [r for r in emu.control.requests() if "generateContent" in r["path"]][-1]
+    assert "What slows your dispatchers down?" in graded["text"]
+    assert "Sick calls every morning." in graded["text"]
+    assert "Discovery questions" in graded["system_instruction"]  # the recording's scenario: sales-en
+    second = client.post("/feedback", json={"session_id": recorder.session_id})
+    assert second.status_code == 200 and second.get_json()["stored"]["feedback"] != body["stored"]["feedback"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [({"session_id": "20990101T000000Z-0000000000000000"}, 404, "unknown_session"),
+     ({"session_id": "../../etc"}, 400, "invalid_session_id"),
+     ({"session_id": 42}, 400, "invalid_session_id"),
+     ({}, 400, "invalid_session_id"),
+     ([1, 2], 400, "invalid_json")],
+    ids=["unknown", "traversal", "not-a-string", "missing", "not-an-object"],
+)
+def test_bad_session_requests(local_store, gemini, emu, body, status, code):
+    """JSON requests naming no valid, known session are refused with the right status."""
+    assert_error(make_client(local_store, gemini).post("/feedback", json=body), status, code)
+
+
+# --- failures -------------------------------------------------------------------------------------
+
+
+def test_storage_down_is_503_and_claims_nothing(gemini, emu, tmp_path, monkeypatch):
+    """With the GCS endpoint down, the answer is 503 with a clear message and no stored URIs."""
+    server = FakeGcsServer(tmp_path).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+    store = GcsStorage(server.new_bucket(), client=server.client(), retry_deadline_s=0.5, timeout_s=(0.5, 1.0))
+    server.stop()
+    response = post_upload(make_client(store, gemini), audio=wav_bytes())
+    body = assert_error(response, 503, "storage_unavailable")
+    assert "stored" not in body and "127.0.0.1" not in body["error"]["message"]
+    json_response = make_client(store, gemini).post("/feedback", json={"session_id": "abc"})
+    assert "stored" not in assert_error(json_response, 503, "storage_unavailable")
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_grading_failure_is_502_with_stored_uris(store, gemini, emu, status):
+    """When grading keeps failing, the upload is still stored and the 502 body says where."""
+    emu.control.fault_next_rest(status=status, count=grading.MAX_ATTEMPTS)
+    audio = wav_bytes()
+    response = post_upload(make_client(store, gemini), audio=audio, session_id="s-502")
+    body = assert_error(response, 502, "grading_failed")
+    assert body["session_id"] == "s-502"
+    assert body["stored"]["feedback"] is None
+    assert read_uri(store, body["stored"]["log"]) == json.dumps(LOG, ensure_ascii=False).encode()
+    assert read_uri(store, body["stored"]["audio"]) == audio
+
+
+def test_draining_is_503(local_store, gemini):
+    """Once shutdown has begun, feedback is refused with 503."""
+    client = make_client(local_store, gemini)
+    client.application.extensions["livetalk"].draining.set()
+    assert_error(post_upload(client), 503, "draining")
+
+
+def test_rate_limited_is_429(local_store, gemini, emu):
+    """Past the per-IP limit, requests get 429 with Retry-After."""
+    client = make_client(local_store, gemini, feedback_per_ip_per_min=1)
+    assert post_upload(client).status_code == 200
+    response = post_upload(client)
+    assert_error(response, 429, "rate_limited")
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+# --- bad inputs ---------------------------------------------------------------------------------
+
+
+BAD_UPLOADS = [
+    ("missing-log", {"log": None}, 400, "missing_log"),
+    ("invalid-json", {"log": '[{"role": "user", "text": '}, 400, "invalid_log"),
+    ("json-not-a-list", {"log": '{"role": "user", "text": "hi"}'}, 400, "invalid_log"),
+    ("bad-role", {"log": '[{"role": "system", "text": "hi"}]'}, 400, "invalid_log"),
+    ("text-not-string", {"log": '[{"role": "user", "text": 5}]'}, 400, "invalid_log"),
+    ("no-labels", {"log": "hello there\nhow are you"}, 400, "invalid_log"),
+    ("empty-log", {"log": "   "}, 400, "invalid_log"),
+    ("only-empty-turns", {"log": '[{"role": "user", "text": " "}]'}, 400, "invalid_log"),
+    ("non-audio-named-wav", {"audio": b"this is plain text, not audio at all"}, 415, "unsupported_audio"),
+    ("mp4-named-wav", {"audio": b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00"}, 415, "unsupported_audio"),
+    ("empty-audio", {"audio": b""}, 400, "invalid_audio"),
+    ("traversal-session-id", {"session_id": "../../etc/passwd"}, 400, "invalid_session_id"),
+    ("slash-session-id", {"session_id": "a/b"}, 400, "invalid_session_id"),
+    ("unknown-scenario", {"scenario": "../prompts"}, 400, "unknown_scenario"),
+]
+
+
+@pytest.mark.parametrize(("fields", "status", "code"), [c[1:] for c in BAD_UPLOADS], ids=[c[0] for c in BAD_UPLOADS])
+def test_bad_uploads(local_store, gemini, emu, tmp_path, fields, status, code):
+    """Each malformed upload is refused with a clear error naming the field, and nothing is stored."""
+    response = post_upload(make_client(local_store, gemini), **fields)
+    body = assert_error(response, status, code)
+    field = {"missing_log": "log", "invalid_log": "log", "unsupported_audio": "audio", "invalid_audio": "audio",
+             "invalid_session_id": "session_id", "unknown_scenario": "scenario"}[code]
+    assert field in body["error"]["message"]
+    assert not list((tmp_path / "data").rglob("*.*"))
+
+
+def test_oversize_request_is_413(local_store, gemini):
+    """A body over max_request_bytes is refused with 413 before it is read."""
+    client = make_client(local_store, gemini, max_request_bytes=64 * 1024)
+    assert_error(post_upload(client, audio=wav_bytes(4.0)), 413, "too_large")
+
+
+@pytest.mark.parametrize("as_file", [False, True], ids=["field", "file-part"])
+def test_oversize_log_is_413(local_store, gemini, monkeypatch, as_file):
+    """A log over the per-field limit is refused with 413, as a form field or a file part."""
+    monkeypatch.setattr(feedback, "MAX_LOG_BYTES", 4096)
+    log = json.dumps([{"role": "user", "text": "x" * 10_000}])
+    client = make_client(local_store, gemini)
+    if as_file:
+        response = client.post("/feedback", data={"log": (io.BytesIO(log.encode()), "log.json")},
+                               content_type="multipart/form-data")
+    else:
+        response = post_upload(client, log=log)
+    assert_error(response, 413, "too_large")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data", "status", "code"),
+    [("text/plain", "User: hi", 415, "unsupported_media_type"),
+     ("application/octet-stream", b"RIFF", 415, "unsupported_media_type"),
+     ("application/json", "{not json", 400, "invalid_json")],
+)
+def test_wrong_content_type(local_store, gemini, content_type, data, status, code):
+    """Bodies that are neither multipart/form-data nor a JSON object are refused."""
+    response = make_client(local_store, gemini).post("/feedback", data=data, content_type=content_type)
+    assert_error(response, status, code)
+
+
+def test_pool_can_be_shut_down_and_restarted(local_store, gemini, emu):
+    """shutdown_feedback_pool waits for pending writes; a later request starts a fresh pool."""
+    shutdown_feedback_pool(wait=True)
+    assert post_upload(make_client(local_store, gemini)).status_code == 200
+    shutdown_feedback_pool(wait=True)
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [(wav_bytes()[:64], WAV),
+     (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\x82\x84webm", WEBM),
+     (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x88matroska", None),
+     (b"OggS\x00\x02" + bytes(20), OGG),
+     (b"fLaC\x00\x00\x00\x22", FLAC),
+     (b"ID3\x04\x00\x00\x00\x00\x00\x00", MP3),
+     (b"\xff\xfb\x90\x64" + bytes(8), MP3),  # MPEG-1 Layer III frame
+     (b"\xff\xf1\x50\x80" + bytes(8), None),  # AAC ADTS shares the sync word but is not MP3
+     (b"RIFF\x00\x00\x00\x00AVI ", None),
+     (b"", None),
+     (b"<html>", None)],
+    ids=["wav", "webm", "matroska", "ogg", "flac", "mp3-id3", "mp3-frame", "aac", "avi", "empty", "html"],
+)
+def test_sniff_audio(head, kind):
+    """Audio containers are recognised by their magic bytes alone."""
+    assert sniff_audio(head) == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "turns"),
+    [(TEXT_LOG, [("user", "Hello, do you have a minute?"), ("model", "Briefly."),
+                 ("user", "What slows your dispatchers down?")]),
+     ("ユーザー：こんにちは\nAI：どうも\n続きの行", [("user", "こんにちは"), ("model", "どうも\n続きの行")]),
+     ('[{"role": "user", "text": "a"}, {"role": "assistant", "text": "b"}]', [("user", "a"), ("model", "b")])],
+    ids=["text", "japanese-labels-and-continuation", "json-with-alias"],
+)
+def test_parse_log(text, turns):
+    """Both log formats parse to turns; unlabeled lines continue the previous message."""
+    assert [dataclasses.astuple(t) for t in parse_log(text)] == turns
