@@ -5,7 +5,7 @@ The google-genai SDK opens and sets up the Live session (URL, auth, TLS, the
 50 times a second per conversation the relay encodes and decodes JSON itself:
 ``send_realtime_input`` spends ~29 µs per audio chunk on pydantic validation and
 the SDK's receive ~54 µs per reply building typed objects, against ~1 µs and
-~5 µs here (scripts/bench_relay.py --micro). The shapes are exactly what the SDK
+~5 µs here (bench/bench_relay.py --micro). The shapes are exactly what the SDK
 sends and accepts (see ../shared/reference/gemini-live-wire-protocol.md §2–3);
 tests/test_livewire.py checks them against the SDK's own output.
 """

@@ -1,0 +1,142 @@
+"""Shared fixtures: settings → emulator → app → a real server on an ephemeral port → clients.
+
+Every end-to-end test talks to a real server (werkzeug on port 0, or gunicorn as
+a subprocess) that reaches the Gemini emulator over TLS through the unmodified
+google-genai SDK, configured exactly as an operator would: ``GEMINI_API_KEY``,
+``GOOGLE_GEMINI_BASE_URL`` and ``SSL_CERT_FILE``.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from livetalk.config import Settings  # noqa: E402
+
+# One scalable timeout unit for every wait in the suite (raise it on a slow machine).
+UNIT_S = 5.0 * float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
+FAKE_API_KEY = "AIzaTEST-not-a-real-key-0123456789abcdef"
+
+
+# --- audio helpers ---------------------------------------------------------------------
+
+
+def tone(seconds: float, *, rate: int = 16000, freq: float = 440.0, amplitude: float = 0.3) -> bytes:
+    """PCM16 mono sine tone."""
+    n = int(seconds * rate)
+    peak = amplitude * 32767
+    return struct.pack(f"<{n}h", *(int(peak * math.sin(2 * math.pi * freq * i / rate)) for i in range(n)))
+
+
+def silence(seconds: float, *, rate: int = 16000) -> bytes:
+    return bytes(2 * int(seconds * rate))
+
+
+def frames(pcm: bytes, frame_ms: int = 20, rate: int = 16000) -> list[bytes]:
+    """Split PCM16 into frames of ``frame_ms``."""
+    size = rate * frame_ms // 1000 * 2
+    return [pcm[i:i + size] for i in range(0, len(pcm), size)]
+
+
+# --- emulator --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """One Gemini emulator (TLS) for the whole test session."""
+    from livetalk.emulator import Emulator
+
+    emu = Emulator(host="127.0.0.1", port=0).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture()
+def gemini_env(emulator, monkeypatch):
+    """Point the unmodified SDK at the emulator through its own environment variables."""
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(emulator.ca_file))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return emulator
+
+
+@pytest.fixture()
+def settings(gemini_env, tmp_path) -> Settings:
+    """Settings of a service configured with a (fake) key, reaching the emulator."""
+    return Settings(gemini_api_key=FAKE_API_KEY, data_dir=tmp_path / "data", log_level="INFO")
+
+
+# --- a real server ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LiveServer:
+    """A running server: ``url`` is ``http://127.0.0.1:PORT``."""
+
+    url: str
+    app: object
+    stop: callable
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws/realtime"
+
+    @property
+    def services(self):
+        return self.app.extensions["livetalk"]
+
+
+@contextlib.contextmanager
+def serve_app(app) -> Iterator[LiveServer]:
+    """Serve ``app`` with werkzeug's threaded server on an ephemeral port."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
+    thread.start()
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if not stopped.is_set():
+            stopped.set()
+            server.shutdown()
+            server.server_close()
+
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{server.server_port}", app=app, stop=stop)
+    finally:
+        stop()
+        app.extensions["livetalk"].close()
+
+
+@pytest.fixture()
+def make_server(settings):
+    """Factory: start a server for (optionally modified) settings; all stopped at teardown."""
+    from app import create_app
+
+    stack = contextlib.ExitStack()
+
+    def start(**overrides) -> LiveServer:
+        app = create_app(dataclasses.replace(settings, **overrides))
+        return stack.enter_context(serve_app(app))
+
+    with stack:
+        yield start
+
+
+@pytest.fixture()
+def live_server(make_server) -> LiveServer:
+    """The service with default settings, against the emulator."""
+    return make_server()
