@@ -292,7 +292,7 @@ def _from_session(services):
     entry = _storage_call(find_recording, storage, session_id)
     if entry is None:
         raise FeedbackError(404, "unknown_session", f"no recorded conversation has session_id {session_id!r}")
-    scenario = _scenario(body.get("scenario") or entry.get("scenario_id"), fallback=True)
+    scenario = _scenario(entry.get("scenario_id"), fallback=True)  # the recording's own, never the client's
     raw = _storage_call(storage.read, entry["transcript"])
     turns = _recorded_turns(raw)
     recording = None

@@ -269,6 +269,9 @@ class ConversationRecorder:
         scenario_id: the scenario's id, kept in ``meta.json``.
         started_at: when the conversation started (aware datetime; its UTC date names the folder).
         clock: monotonic seconds; the timeline's origin is its value at construction.
+        segment: 0 for a conversation's first recording; n > 0 for the n-th continuation of
+            the same session (e.g. resumed on another instance), stored in ``segment-<n>/``
+            inside the first one's folder so that nothing collides. Only segment 0 is indexed.
 
     Every method but :meth:`finalize` is non-blocking and meant for the relay's event-loop
     thread. Construction does no I/O.
@@ -282,12 +285,16 @@ class ConversationRecorder:
         scenario_id: str,
         started_at: dt.datetime,
         clock: Callable[[], float] = time.monotonic,
+        segment: int = 0,
     ) -> None:
         self._storage = storage
         self.session_id = session_id
         self.scenario_id = scenario_id
         self.started_at = started_at if started_at.tzinfo else started_at.replace(tzinfo=dt.timezone.utc)
         self._prefix = conversation_prefix(session_id, self.started_at)
+        if segment:
+            self._prefix = check_key(f"{self._prefix}/segment-{int(segment)}")
+        self.segment = int(segment)
         self._clock = clock
         self._t0 = clock()
         self._queue: queue.SimpleQueue[tuple[str, float, Any]] = queue.SimpleQueue()
@@ -361,11 +368,13 @@ class ConversationRecorder:
 
     # --- the end -----------------------------------------------------------------------------
 
-    def finalize(self, reason: str) -> str | None:
+    def finalize(self, reason: str, timeout: float | None = None) -> str | None:
         """Flush and publish the recording; returns its folder's URI, or None if it could not be stored.
 
         Blocking (call it from a worker thread). Idempotent: later calls wait for and
-        return the first call's result. Events after the first call are ignored.
+        return the first call's result. Events after the first call are ignored. With a
+        ``timeout`` (seconds) it returns None if publishing has not finished by then; the
+        writer thread still completes it in the background.
         """
         with self._lock:
             first = not self._closed
@@ -374,7 +383,8 @@ class ConversationRecorder:
                 self._start_thread()
         if first:
             self._queue.put((_END, self._clock(), str(reason)))
-        self._done.wait()
+        if not self._done.wait(timeout):
+            log.warning("recording %s is still being published", self.session_id)
         return self._result
 
     def _run(self) -> None:
@@ -446,6 +456,8 @@ class _RecordingWorker:
 
     def _on_text(self, now: int, payload: tuple[str, str, bool]) -> None:
         role, text, final = payload
+        if not text and role not in self.open:
+            return  # e.g. the relay closing an utterance this recorder already closed
         if role == "model":
             utterance = self._utterance(role, max(now, self.mixer.model_cursor))
             utterance.end = max(utterance.end, self.mixer.model_cursor)
@@ -545,7 +557,8 @@ class _RecordingWorker:
         index.update(prefix=self.rec.key_prefix, audio=audio_key, transcript=self.key(TRANSCRIPT_NAME),
                      meta=self.key(META_NAME))
         try:
-            self._put_json(index_key(self.rec.session_id), index)
+            if not self.rec.segment:
+                self._put_json(index_key(self.rec.session_id), index)
         except ObjectExists:  # e.g. a conversation resumed under the same id: keep the first pointer
             log.warning("session index for %s already exists", self.rec.session_id)
         return self.storage.uri(self.rec.key_prefix) + "/"
@@ -560,6 +573,7 @@ class _RecordingWorker:
             "ended_at": (rec.started_at + dt.timedelta(seconds=elapsed)).isoformat(),
             "duration_s": round(elapsed, 3),
             "reason": reason,
+            "segment": rec.segment,
             "turns": dict(self.turns),
             "interruptions": self.interruptions,
             "audio": None if audio_key is None else {

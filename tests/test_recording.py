@@ -278,3 +278,51 @@ def test_upsampler_keeps_duration(chunk):
     assert abs(len(out) - 48000) <= 2
     whole = recording._Upsampler()(data)
     assert np.array_equal(out, whole[: len(out)])
+
+
+def test_resumed_segment_never_collides(tmp_path, clock):
+    """A continuation recorded as segment 1 lands in its own folder; the index keeps pointing at segment 0."""
+    store = LocalStorage(tmp_path)
+    first = make_recorder(store, clock)
+    speak_user(first, clock, 0.3)
+    second = ConversationRecorder(store, session_id="sess-1", scenario_id="sales-ja", started_at=STARTED,
+                                  clock=clock, segment=1)
+    speak_user(second, clock, 0.3)
+    assert first.finalize("drop") and second.finalize("end")
+    assert second.key_prefix == f"{first.key_prefix}/segment-1"
+    assert store.exists(f"{second.key_prefix}/audio.wav")
+    assert find_recording(store, "sess-1")["prefix"] == first.key_prefix
+
+
+def test_finalize_timeout_returns_while_publishing_continues(tmp_path, clock, monkeypatch):
+    """finalize(timeout=…) gives up waiting on a hung store, and the recording is still published later."""
+    store = LocalStorage(tmp_path)
+    release = threading.Event()
+    original = LocalStorage.put
+    monkeypatch.setattr(LocalStorage, "put", lambda s, *a, **k: (release.wait(10), original(s, *a, **k))[1])
+    rec = make_recorder(store, clock)
+    speak_user(rec, clock, 0.3)
+    started = time.monotonic()
+    assert rec.finalize("shutdown", timeout=0.2) is None
+    assert time.monotonic() - started < 2.0
+    release.set()
+    assert rec.finalize("shutdown") is not None
+    assert store.exists(f"{rec.key_prefix}/meta.json")
+
+
+def test_relay_style_closing_pieces_are_harmless(tmp_path, clock):
+    """Empty final pieces for utterances already closed (as the relay sends them) add no lines."""
+    store = LocalStorage(tmp_path)
+    rec = make_recorder(store, clock)
+    rec.model_audio(tone(1.0, 24000))
+    rec.transcript("model", "Hello", False)
+    clock.tick(0.5)
+    rec.interrupted()
+    rec.transcript("model", "", True)  # the relay closes the model utterance after interrupted
+    rec.transcript("user", "", True)
+    rec.transcript("user", "Wait", False)
+    rec.transcript("user", "", True)
+    rec.turn_complete()
+    rec.finalize("end")
+    assert [(l["role"], l["text"], l["interrupted"]) for l in transcript_lines(store, rec)] == [
+        ("model", "Hello", True), ("user", "Wait", False)]
