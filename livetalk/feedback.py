@@ -39,6 +39,7 @@ import prompts
 from . import grading
 from .grading import GradingFailed, Recording, Turn
 from .recording import check_session_id, conversation_prefix, find_recording
+from .security import RateLimiter, client_ip, limit_key
 from .storage import StorageError
 from .wav import SNIFF_BYTES, AudioType, sniff_audio
 
@@ -129,8 +130,6 @@ def _admit(services) -> None:
 
 
 def _check_rate(settings) -> None:
-    from .security import RateLimiter, client_ip, limit_key
-
     limiter = current_app.extensions.setdefault(
         "livetalk.feedback_limiter", RateLimiter(settings.feedback_per_ip_per_min, 60.0)
     )
@@ -354,6 +353,9 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     except StorageError as exc:  # reading a large recording back from storage
         failure = GradingFailed("the recording could not be read for grading")
         log.warning("grading input unavailable: %s", type(exc).__name__)
+    except Exception:  # the boundary: whatever broke, the upload is still answered for
+        log.exception("grading crashed for %s", job.session_id)
+        failure = GradingFailed("internal grading error")
     stored = {"log": None, "audio": None, **_settle(writes), "feedback": None}
     if failure is not None:
         raise FeedbackError(502, "grading_failed", f"grading failed: {failure}; the conversation is stored",

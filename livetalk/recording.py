@@ -297,7 +297,7 @@ class ConversationRecorder:
         self.segment = int(segment)
         self._clock = clock
         self._t0 = clock()
-        self._queue: queue.SimpleQueue[tuple[str, float, Any]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, float, Any, int]] = queue.SimpleQueue()  # kind, time, payload, charge
         self._lock = threading.Lock()
         self._pending = 0  # bytes queued, charged against QUEUE_BUDGET_BYTES
         self._dropped_events = 0
@@ -353,7 +353,7 @@ class ConversationRecorder:
                 return
             self._pending += charge
             self._start_thread()
-        self._queue.put((kind, self._clock(), payload))
+        self._queue.put((kind, self._clock(), payload, charge))
 
     def _start_thread(self) -> None:
         if self._thread is None:
@@ -362,9 +362,9 @@ class ConversationRecorder:
             )
             self._thread.start()
 
-    def _settle(self, size: int) -> None:
+    def _settle(self, charge: int) -> None:
         with self._lock:
-            self._pending -= size + EVENT_OVERHEAD_BYTES
+            self._pending -= charge
 
     # --- the end -----------------------------------------------------------------------------
 
@@ -382,7 +382,7 @@ class ConversationRecorder:
             if first:
                 self._start_thread()
         if first:
-            self._queue.put((_END, self._clock(), str(reason)))
+            self._queue.put((_END, self._clock(), str(reason), 0))
         if not self._done.wait(timeout):
             log.warning("recording %s is still being published", self.session_id)
         return self._result
@@ -390,21 +390,13 @@ class ConversationRecorder:
     def _run(self) -> None:
         worker = self._worker
         while True:
-            kind, t, payload = self._queue.get()
+            kind, t, payload, charge = self._queue.get()
             if kind == _END:
                 self._result = worker.finish(t, payload, dropped_events=self._dropped_events)
                 self._done.set()
                 return
-            self._settle(_size_of(kind, payload))
+            self._settle(charge)
             worker.handle(kind, _frame(t, self._t0), payload)
-
-
-def _size_of(kind: str, payload: Any) -> int:
-    if kind in ("user", "model"):
-        return len(payload)
-    if kind == "text":
-        return len(payload[1].encode())
-    return 0
 
 
 class _RecordingWorker:
