@@ -51,6 +51,22 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+class GatedStorage(LocalStorage):
+    """A local store whose writes hang until ``gate`` is set (a stalled backend)."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+
+    def open_append(self, *args, **kwargs):
+        self.gate.wait(10)
+        return super().open_append(*args, **kwargs)
+
+    def put(self, *args, **kwargs):
+        self.gate.wait(10)
+        return super().put(*args, **kwargs)
+
+
 def make_recorder(store, clock, session_id="sess-1") -> ConversationRecorder:
     return ConversationRecorder(store, session_id=session_id, scenario_id="sales-ja", started_at=STARTED, clock=clock)
 
@@ -190,38 +206,27 @@ def test_concurrent_finalize_calls_agree(tmp_path, clock):
     assert len(set(results)) == 1 and results[0] is not None
 
 
-def test_recorder_calls_do_not_block_on_storage(tmp_path, clock, monkeypatch):
+def test_recorder_calls_do_not_block_on_storage(tmp_path, clock):
     """While storage hangs, the relay-side calls still return at once."""
-    store = LocalStorage(tmp_path)
-    release = threading.Event()
-    original = LocalStorage.open_append
-
-    def slow_open(self, *args, **kwargs):
-        release.wait(10)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(LocalStorage, "open_append", slow_open)
+    store = GatedStorage(tmp_path)
     rec = make_recorder(store, clock)
     started = time.monotonic()
     speak_user(rec, clock, 5.0)
     for _ in range(50):
         rec.model_audio(tone(0.1, 24000))
     assert time.monotonic() - started < 1.0
-    release.set()
+    store.gate.set()
     assert rec.finalize("end") is not None
 
 
 def test_queue_budget_drops_instead_of_growing(tmp_path, clock, monkeypatch):
     """Past the queue budget, events are dropped and counted in meta.json, never buffered without bound."""
     monkeypatch.setattr(recording, "QUEUE_BUDGET_BYTES", 64 * 1024)
-    store = LocalStorage(tmp_path)
-    gate = threading.Event()
-    original = LocalStorage.open_append
-    monkeypatch.setattr(LocalStorage, "open_append", lambda s, *a, **k: (gate.wait(10), original(s, *a, **k))[1])
+    store = GatedStorage(tmp_path)
     rec = make_recorder(store, clock)
     speak_user(rec, clock, 10.0)
     assert rec.backlog_bytes <= 64 * 1024
-    gate.set()
+    store.gate.set()
     rec.finalize("end")
     assert json.loads(store.read(f"{rec.key_prefix}/meta.json"))["dropped"]["events"] > 0
 
@@ -294,18 +299,15 @@ def test_resumed_segment_never_collides(tmp_path, clock):
     assert find_recording(store, "sess-1")["prefix"] == first.key_prefix
 
 
-def test_finalize_timeout_returns_while_publishing_continues(tmp_path, clock, monkeypatch):
+def test_finalize_timeout_returns_while_publishing_continues(tmp_path, clock):
     """finalize(timeout=…) gives up waiting on a hung store, and the recording is still published later."""
-    store = LocalStorage(tmp_path)
-    release = threading.Event()
-    original = LocalStorage.put
-    monkeypatch.setattr(LocalStorage, "put", lambda s, *a, **k: (release.wait(10), original(s, *a, **k))[1])
+    store = GatedStorage(tmp_path)
     rec = make_recorder(store, clock)
     speak_user(rec, clock, 0.3)
     started = time.monotonic()
     assert rec.finalize("shutdown", timeout=0.2) is None
     assert time.monotonic() - started < 2.0
-    release.set()
+    store.gate.set()
     assert rec.finalize("shutdown") is not None
     assert store.exists(f"{rec.key_prefix}/meta.json")
 
