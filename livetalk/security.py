@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
 
+from .protocol import Close, ErrorCode
+
 if TYPE_CHECKING:
     from .config import Settings
 
@@ -40,27 +42,34 @@ Clock = Callable[[], float]
 REDACTED: Final = "[REDACTED]"
 MIN_SECRET_CHARS: Final = 6  # shorter "secrets" would scrub ordinary words out of logs
 
-# --- refusals: contract code → (WebSocket close code, HTTP status) --------------------------
+# --- refusals: contract code → (WebSocket close code, HTTP status) -----------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Refusal:
     """How one contract error code is delivered: over a socket and over HTTP."""
 
-    code: str
-    close_code: int  # WebSocket close code after the fatal `error` event
+    code: ErrorCode
+    close: Close  # WebSocket close code after the fatal `error` event
     http_status: int  # status for the same refusal on an HTTP route
     message: str  # plain-language default for the client
 
 
-REFUSALS: Final[dict[str, Refusal]] = {
+REFUSALS: Final[dict[ErrorCode, Refusal]] = {
     r.code: r
     for r in (
-        Refusal("forbidden_origin", 1008, 403, "This page's origin may not open a conversation."),
-        Refusal("unauthorized", 1008, 401, "A valid access ticket is required; request a new one."),
-        Refusal("rate_limited", 1008, 429, "Too many requests from your network; wait a minute."),
-        Refusal("capacity", 1013, 503, "The server is full; try again in a moment."),
-        Refusal("too_large", 1009, 413, "The request is larger than the server accepts."),
+        Refusal(ErrorCode.FORBIDDEN_ORIGIN, Close.POLICY, 403,
+                "This page's origin may not open a conversation."),
+        Refusal(ErrorCode.UNAUTHORIZED, Close.POLICY, 401,
+                "A valid access ticket is required; request a new one."),
+        # Rate limits say "try again later" (1013) like capacity: the client did nothing wrong
+        # that a retry after Retry-After would not fix.
+        Refusal(ErrorCode.RATE_LIMITED, Close.TRY_AGAIN_LATER, 429,
+                "Too many conversations from your network; wait a minute."),
+        Refusal(ErrorCode.CAPACITY, Close.TRY_AGAIN_LATER, 503,
+                "The server is full; try again in a moment."),
+        Refusal(ErrorCode.TOO_LARGE, Close.TOO_BIG, 413,
+                "The request is larger than the server accepts."),
     )
 }
 
@@ -464,10 +473,10 @@ class SocketGate:
     def admit(self, ip: str) -> Refusal | None:
         key = limit_key(ip)
         if not self.new_sockets.allow(key) or not self.per_ip.acquire(key):
-            return REFUSALS["rate_limited"]
+            return REFUSALS[ErrorCode.RATE_LIMITED]
         if not self.capacity.acquire():
             self.per_ip.release(key)
-            return REFUSALS["capacity"]
+            return REFUSALS[ErrorCode.CAPACITY]
         return None
 
     def release(self, ip: str) -> None:

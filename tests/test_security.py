@@ -283,10 +283,10 @@ def test_socket_gate_refuses_with_contract_codes():
     assert gate.admit("203.0.113.1") is None
     assert gate.admit("203.0.113.1") is None
     refused = gate.admit("203.0.113.1")  # third concurrent socket from one address
-    assert (refused.code, refused.close_code, refused.http_status) == ("rate_limited", 1008, 429)
+    assert (refused.code, refused.close, refused.http_status) == ("rate_limited", 1013, 429)
     assert gate.admit("203.0.113.2") is None
     full = gate.admit("203.0.113.3")
-    assert (full.code, full.close_code, full.http_status) == ("capacity", 1013, 503)
+    assert (full.code, full.close, full.http_status) == ("capacity", 1013, 503)
     assert gate.per_ip.held("203.0.113.3") == 0  # a refusal holds nothing
     gate.release("203.0.113.2")
     assert gate.admit("203.0.113.3") is None
@@ -304,10 +304,10 @@ def test_socket_gate_reads_its_limits_from_settings():
 
 def test_refusals_match_the_contract():
     """Close codes per ws-protocol.md, statuses per http-api.md."""
-    assert {code: (r.close_code, r.http_status) for code, r in REFUSALS.items()} == {
+    assert {code.value: (int(r.close), r.http_status) for code, r in REFUSALS.items()} == {
         "forbidden_origin": (1008, 403),
         "unauthorized": (1008, 401),
-        "rate_limited": (1008, 429),
+        "rate_limited": (1013, 429),
         "capacity": (1013, 503),
         "too_large": (1009, 413),
     }
