@@ -34,34 +34,42 @@ def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
 
 
 class _TestServices(Services):
-    """Services with the storage under test and the shared emulator-backed genai client."""
+    """The service's Services, with the storage under test."""
 
-    def __init__(self, settings: Settings, storage, genai_client) -> None:
+    def __init__(self, settings: Settings, storage) -> None:
         super().__init__(settings)
-        self._test_storage, self._test_client = storage, genai_client
+        self._test_storage = storage
 
     @property
     def storage(self):
         return self._test_storage
 
-    def genai_client(self):
-        return self._test_client
-
-
-@pytest.fixture(scope="module")
-def gemini():
-    """Services with no API key: its genai client talks to the embedded emulator."""
-    svc = Services(Settings())
-    yield svc
-    svc.close()
-
 
 @pytest.fixture
-def emu(gemini):
-    emulator = gemini.emulator()
+def emu(emulator):
+    """The session's Gemini emulator (conftest), with faults and its request log cleared."""
     emulator.control.reset()
     yield emulator
     emulator.control.reset()
+
+
+@pytest.fixture
+def app_factory(settings):
+    """Factory: a minimal app with just the feedback blueprint over a given store; closed at teardown."""
+    made = []
+
+    def make(store, **overrides):
+        app = Flask(__name__)
+        services = _TestServices(dataclasses.replace(settings, **{"feedback_per_ip_per_min": 1000, **overrides}),
+                                 store)
+        app.extensions["livetalk"] = services
+        app.register_blueprint(feedback_bp)
+        made.append(services)
+        return app.test_client()
+
+    yield make
+    for services in made:
+        services.close()
 
 
 @pytest.fixture(autouse=True)
@@ -80,15 +88,6 @@ def store(request, tmp_path):
 @pytest.fixture
 def local_store(tmp_path):
     return LocalStorage(tmp_path / "data")
-
-
-def make_client(store, gemini, **overrides):
-    """A Flask test client of a minimal app with just the feedback blueprint."""
-    settings = Settings(**{"feedback_per_ip_per_min": 1000, **overrides})
-    app = Flask(__name__)
-    app.extensions["livetalk"] = _TestServices(settings, store, gemini.genai_client())
-    app.register_blueprint(feedback_bp)
-    return app.test_client()
 
 
 def post_upload(client, *, log=json.dumps(LOG, ensure_ascii=False), audio=None, filename="talk.wav", **fields):
@@ -122,10 +121,10 @@ def assert_error(response, status: int, code: str) -> dict:
 # --- the multipart form -------------------------------------------------------------------------
 
 
-def test_upload_is_graded_and_stored(store, gemini, emu):
+def test_upload_is_graded_and_stored(store, app_factory, emu):
     """A log and a WAV are stored under the request's own names and the grade comes back per the contract."""
     audio = wav_bytes()
-    response = post_upload(make_client(store, gemini), audio=audio, session_id="client-42", scenario="sales-ja")
+    response = post_upload(app_factory(store), audio=audio, session_id="client-42", scenario="sales-ja")
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     assert set(body) == {"session_id", "feedback", "evaluation", "stored"}
@@ -143,9 +142,9 @@ def test_upload_is_graded_and_stored(store, gemini, emu):
     assert evaluation["evaluation"] == body["evaluation"]
 
 
-def test_text_log_without_audio(local_store, gemini, emu):
+def test_text_log_without_audio(local_store, app_factory, emu):
     """A plain-text User:/AI: log is accepted, stored as log.txt, and audio is null."""
-    response = post_upload(make_client(local_store, gemini), log=TEXT_LOG, scenario="sales-en")
+    response = post_upload(app_factory(local_store), log=TEXT_LOG, scenario="sales-en")
     assert response.status_code == 200, response.get_data(as_text=True)
     stored = response.get_json()["stored"]
     assert stored["audio"] is None and stored["log"].endswith("/log.txt")
@@ -153,27 +152,27 @@ def test_text_log_without_audio(local_store, gemini, emu):
     assert "What slows your dispatchers down?" in emu.control.requests()[-1]["text"]
 
 
-def test_log_as_a_file_part(local_store, gemini, emu):
+def test_log_as_a_file_part(local_store, app_factory, emu):
     """The log may come as a file part (log.json) instead of a form field."""
-    client = make_client(local_store, gemini)
+    client = app_factory(local_store)
     raw = json.dumps(LOG).encode()
     response = client.post("/feedback", data={"log": (io.BytesIO(raw), "log.json")}, content_type="multipart/form-data")
     assert response.status_code == 200, response.get_data(as_text=True)
     assert read_uri(local_store, response.get_json()["stored"]["log"]) == raw
 
 
-def test_traversal_in_a_filename_is_harmless(local_store, gemini, emu, tmp_path):
+def test_traversal_in_a_filename_is_harmless(local_store, app_factory, emu, tmp_path):
     """A client's file name is never used for storage: the audio lands as audio.wav in the request's folder."""
-    response = post_upload(make_client(local_store, gemini), audio=wav_bytes(), filename="../../../../etc/evil.wav")
+    response = post_upload(app_factory(local_store), audio=wav_bytes(), filename="../../../../etc/evil.wav")
     assert response.status_code == 200
     uri = response.get_json()["stored"]["audio"]
     assert uri.endswith("/audio.wav") and ".." not in uri
     assert not any(p.name == "evil.wav" for p in tmp_path.rglob("*"))
 
 
-def test_concurrent_posts_never_mix(store, gemini, emu):
+def test_concurrent_posts_never_mix(store, app_factory, emu):
     """20 concurrent posts with one session id are each stored under distinct names with exactly their content."""
-    client_app = make_client(store, gemini)
+    client_app = app_factory(store)
     results: dict[int, tuple[int, dict, bytes, bytes]] = {}
 
     def post(i: int) -> None:
@@ -215,10 +214,10 @@ def record_conversation(store, session_id="20250101T000000Z-abcdef0123456789") -
     return recorder
 
 
-def test_recorded_session_is_graded(store, gemini, emu):
+def test_recorded_session_is_graded(store, app_factory, emu):
     """JSON {session_id} grades the relay's own recording and stores the grade beside it."""
     recorder = record_conversation(store)
-    client = make_client(store, gemini)
+    client = app_factory(store)
     response = client.post("/feedback", json={"session_id": recorder.session_id})
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
@@ -245,33 +244,33 @@ def test_recorded_session_is_graded(store, gemini, emu):
      ([1, 2], 400, "invalid_json")],
     ids=["unknown", "traversal", "not-a-string", "missing", "not-an-object"],
 )
-def test_bad_session_requests(local_store, gemini, emu, body, status, code):
+def test_bad_session_requests(local_store, app_factory, emu, body, status, code):
     """JSON requests naming no valid, known session are refused with the right status."""
-    assert_error(make_client(local_store, gemini).post("/feedback", json=body), status, code)
+    assert_error(app_factory(local_store).post("/feedback", json=body), status, code)
 
 
 # --- failures -------------------------------------------------------------------------------------
 
 
-def test_storage_down_is_503_and_claims_nothing(gemini, emu, tmp_path, monkeypatch):
+def test_storage_down_is_503_and_claims_nothing(app_factory, emu, tmp_path, monkeypatch):
     """With the GCS endpoint down, the answer is 503 with a clear message and no stored URIs."""
     server = FakeGcsServer(tmp_path).start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
     store = GcsStorage(server.new_bucket(), client=server.client(), retry_deadline_s=0.5, timeout_s=(0.5, 1.0))
     server.stop()
-    response = post_upload(make_client(store, gemini), audio=wav_bytes())
+    response = post_upload(app_factory(store), audio=wav_bytes())
     body = assert_error(response, 503, "storage_unavailable")
     assert "stored" not in body and "127.0.0.1" not in body["error"]["message"]
-    json_response = make_client(store, gemini).post("/feedback", json={"session_id": "abc"})
+    json_response = app_factory(store).post("/feedback", json={"session_id": "abc"})
     assert "stored" not in assert_error(json_response, 503, "storage_unavailable")
 
 
 @pytest.mark.parametrize("status", [500, 429])
-def test_grading_failure_is_502_with_stored_uris(store, gemini, emu, status):
+def test_grading_failure_is_502_with_stored_uris(store, app_factory, emu, status):
     """When grading keeps failing, the upload is still stored and the 502 body says where."""
     emu.control.fault_next_rest(status=status, count=grading.MAX_ATTEMPTS)
     audio = wav_bytes()
-    response = post_upload(make_client(store, gemini), audio=audio, session_id="s-502")
+    response = post_upload(app_factory(store), audio=audio, session_id="s-502")
     body = assert_error(response, 502, "grading_failed")
     assert body["session_id"] == "s-502"
     assert body["stored"]["feedback"] is None
@@ -279,16 +278,16 @@ def test_grading_failure_is_502_with_stored_uris(store, gemini, emu, status):
     assert read_uri(store, body["stored"]["audio"]) == audio
 
 
-def test_draining_is_503(local_store, gemini):
+def test_draining_is_503(local_store, app_factory):
     """Once shutdown has begun, feedback is refused with 503."""
-    client = make_client(local_store, gemini)
+    client = app_factory(local_store)
     client.application.extensions["livetalk"].draining.set()
     assert_error(post_upload(client), 503, "draining")
 
 
-def test_rate_limited_is_429(local_store, gemini, emu):
+def test_rate_limited_is_429(local_store, app_factory, emu):
     """Past the per-IP limit, requests get 429 with Retry-After."""
-    client = make_client(local_store, gemini, feedback_per_ip_per_min=1)
+    client = app_factory(local_store, feedback_per_ip_per_min=1)
     assert post_upload(client).status_code == 200
     response = post_upload(client)
     assert_error(response, 429, "rate_limited")
@@ -317,9 +316,9 @@ BAD_UPLOADS = [
 
 
 @pytest.mark.parametrize(("fields", "status", "code"), [c[1:] for c in BAD_UPLOADS], ids=[c[0] for c in BAD_UPLOADS])
-def test_bad_uploads(local_store, gemini, emu, tmp_path, fields, status, code):
+def test_bad_uploads(local_store, app_factory, emu, tmp_path, fields, status, code):
     """Each malformed upload is refused with a clear error naming the field, and nothing is stored."""
-    response = post_upload(make_client(local_store, gemini), **fields)
+    response = post_upload(app_factory(local_store), **fields)
     body = assert_error(response, status, code)
     field = {"missing_log": "log", "invalid_log": "log", "unsupported_audio": "audio", "invalid_audio": "audio",
              "invalid_session_id": "session_id", "unknown_scenario": "scenario"}[code]
@@ -327,18 +326,18 @@ def test_bad_uploads(local_store, gemini, emu, tmp_path, fields, status, code):
     assert not list((tmp_path / "data").rglob("*.*"))
 
 
-def test_oversize_request_is_413(local_store, gemini):
+def test_oversize_request_is_413(local_store, app_factory):
     """A body over max_request_bytes is refused with 413 before it is read."""
-    client = make_client(local_store, gemini, max_request_bytes=64 * 1024)
+    client = app_factory(local_store, max_request_bytes=64 * 1024)
     assert_error(post_upload(client, audio=wav_bytes(4.0)), 413, "too_large")
 
 
 @pytest.mark.parametrize("as_file", [False, True], ids=["field", "file-part"])
-def test_oversize_log_is_413(local_store, gemini, monkeypatch, as_file):
+def test_oversize_log_is_413(local_store, app_factory, monkeypatch, as_file):
     """A log over the per-field limit is refused with 413, as a form field or a file part."""
     monkeypatch.setattr(feedback, "MAX_LOG_BYTES", 4096)
     log = json.dumps([{"role": "user", "text": "x" * 10_000}])
-    client = make_client(local_store, gemini)
+    client = app_factory(local_store)
     if as_file:
         response = client.post("/feedback", data={"log": (io.BytesIO(log.encode()), "log.json")},
                                content_type="multipart/form-data")
@@ -353,16 +352,16 @@ def test_oversize_log_is_413(local_store, gemini, monkeypatch, as_file):
      ("application/octet-stream", b"RIFF", 415, "unsupported_media_type"),
      ("application/json", "{not json", 400, "invalid_json")],
 )
-def test_wrong_content_type(local_store, gemini, content_type, data, status, code):
+def test_wrong_content_type(local_store, app_factory, content_type, data, status, code):
     """Bodies that are neither multipart/form-data nor a JSON object are refused."""
-    response = make_client(local_store, gemini).post("/feedback", data=data, content_type=content_type)
+    response = app_factory(local_store).post("/feedback", data=data, content_type=content_type)
     assert_error(response, status, code)
 
 
-def test_pool_can_be_shut_down_and_restarted(local_store, gemini, emu):
+def test_pool_can_be_shut_down_and_restarted(local_store, app_factory, emu):
     """shutdown_feedback_pool waits for pending writes; a later request starts a fresh pool."""
     shutdown_feedback_pool(wait=True)
-    assert post_upload(make_client(local_store, gemini)).status_code == 200
+    assert post_upload(app_factory(local_store)).status_code == 200
     shutdown_feedback_pool(wait=True)
 
 

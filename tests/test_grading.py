@@ -9,7 +9,6 @@ import pytest
 
 import prompts
 from livetalk import grading
-from livetalk.config import Settings
 from livetalk.grading import Evaluation, GradingFailed, Recording, Turn, render_markdown, system_instruction, validate
 from livetalk.services import Services
 from livetalk.wav import wav_header
@@ -23,26 +22,20 @@ TURNS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def services():
-    """One Services with no API key: the google-genai client talks to the embedded emulator."""
-    svc = Services(Settings())
-    yield svc
-    svc.close()
-
-
 @pytest.fixture
-def emu(services):
-    """The emulator, with faults and its request log cleared."""
-    emulator = services.emulator()
+def emu(emulator):
+    """The session's Gemini emulator (conftest), with faults and its request log cleared."""
     emulator.control.reset()
     yield emulator
     emulator.control.reset()
 
 
 @pytest.fixture
-def client(services, emu):
-    return services.genai_client()
+def client(settings, emu):
+    """The service's google-genai client, reaching the emulator as an operator would configure it."""
+    services = Services(settings)
+    yield services.genai_client()
+    services.close()
 
 
 @pytest.fixture(autouse=True)
