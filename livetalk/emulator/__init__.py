@@ -1,0 +1,43 @@
+"""A Gemini emulator that speaks the real Gemini Live and REST wire protocol over TLS.
+
+Point the unmodified google-genai SDK at it with ``GOOGLE_GEMINI_BASE_URL`` and
+``SSL_CERT_FILE`` (see :meth:`Emulator.env`), or with ``HttpOptions(base_url=…)``
+and an SSL context trusting :attr:`Emulator.ca_file`. Used for offline demos and
+as the tests' stand-in for Gemini::
+
+    emu = Emulator().start()
+    emu.control.fault_next("close", code=1011, when="first_audio")
+    ...
+    emu.stop()
+
+Modules: ``emulator`` (thread lifecycle), ``server`` (TLS port, routing),
+``live`` (one Live session), ``rest`` (generateContent, Files API, control
+routes), ``control`` (faults, mode, statistics), and pure helpers ``wire``,
+``audio``, ``dialogue``, ``reply``, ``schema``, ``prompt``, ``http11``,
+``websocket``, ``session_config``, ``files``, ``certs``.
+
+Exceptions (``errors``)::
+
+    EmulatorError
+     ├── FaultSpecError       bad fault/mode description (also ValueError)
+     ├── ClientProtocolError  a Live client broke the protocol → close 1007
+     └── RestError            a REST call fails → Google-style error JSON
+"""
+from __future__ import annotations
+
+from livetalk.emulator.control import Control, Fault, FaultKind, Mode, Moment
+from livetalk.emulator.emulator import Emulator
+from livetalk.emulator.errors import ClientProtocolError, EmulatorError, FaultSpecError, RestError
+
+__all__ = [
+    "ClientProtocolError",
+    "Control",
+    "Emulator",
+    "EmulatorError",
+    "Fault",
+    "FaultKind",
+    "FaultSpecError",
+    "Mode",
+    "Moment",
+    "RestError",
+]

@@ -1,0 +1,510 @@
+"""One emulated Gemini Live session: setup, turn-taking, replies, faults.
+
+A :class:`LiveSession` reads client messages from a :class:`WsConnection` and
+dispatches each top-level key to an ``_on_<kind>`` handler. Replies run as a
+paced task so that user speech or a new typed turn can interrupt them. Every
+server message goes through :meth:`LiveSession._emit`, which adds the session's
+injected latency (if any) without reordering messages.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+
+from livetalk.emulator import reply as replies
+from livetalk.emulator.audio import EnergyVad, VadEvent, duration_ms, echo_reply, samples, sum_squares
+from livetalk.emulator.control import Control, Fault, FaultKind, Mode, Moment, SessionStats
+from livetalk.emulator.dialogue import input_transcript, reply_text
+from livetalk.emulator.errors import ClientProtocolError
+from livetalk.emulator.reply import CHUNK_MS, UserTurn
+from livetalk.emulator.session_config import SessionConfig, parse_setup
+from livetalk.emulator.websocket import CLOSE_TIMEOUT_S, WsConnection
+from livetalk.emulator.wire import audio_frame, b64decode, clip_reason, has, mime_rate, pick, text_of_parts
+
+logger = logging.getLogger("livetalk.emulator")
+
+TRIGGER_PREFIX = "!emu "
+DEFAULT_GOAWAY_S = 5.0
+STOP_CLOSE_TIMEOUT_S = 0.3  # when the emulator stops, wait this long for each client's close
+SESSION_NOT_FOUND = "BidiGenerateContent session not found."
+GOAWAY_CLOSE_REASON = "Session ended after goAway (emulated)."
+STOPPING_REASON = "Emulator stopping."
+
+# Top-level client keys, in both spellings, and the handler kind each maps to.
+_CLIENT_KINDS = {
+    "setup": "setup",
+    "realtime_input": "realtime_input",
+    "realtimeInput": "realtime_input",
+    "client_content": "client_content",
+    "clientContent": "client_content",
+    "tool_response": "tool_response",
+    "toolResponse": "tool_response",
+    "contextUpdate": "context_update",
+    "context_update": "context_update",
+}
+
+
+class LiveSession:
+    """One Live WebSocket session after its handshake.
+
+    Args:
+        ws: the accepted connection.
+        control: shared faults/statistics.
+        stats: this session's statistics record (already registered).
+        faults: faults armed for this session.
+        mode: converse or echo.
+        reply_speed: how many times faster than real time reply audio is sent (≤ 0: no pacing).
+        refusal: close code and reason to end the session with at once (bad credentials).
+    """
+
+    def __init__(
+        self,
+        ws: WsConnection,
+        *,
+        control: Control,
+        stats: SessionStats,
+        faults: list[Fault],
+        mode: Mode,
+        reply_speed: float,
+        refusal: tuple[int, str] | None = None,
+    ) -> None:
+        self._ws = ws
+        self._control = control
+        self.stats = stats
+        self._faults = faults
+        self._mode = mode
+        self._refusal = refusal
+        paced = reply_speed > 0 and math.isfinite(reply_speed)
+        self._interval_s = CHUNK_MS / 1000 / reply_speed if paced else 0.0
+        self._delay_s = sum(f.ms for f in faults if f.kind is FaultKind.DELAY) / 1000
+        self._loop = asyncio.get_running_loop()
+        self._outbox: collections.deque[tuple[float, Callable[[], None]]] = collections.deque()
+        self._outbox_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reply_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._config: SessionConfig | None = None
+        self._vad = EnergyVad()
+        self._turn_number = 0
+        self._pending_text: list[str] = []
+        self._activity_ms: float | None = None  # audio inside a manual activity; None outside one
+        self._seen_audio = False
+        self._handlers: dict[str, Callable[[Any], None]] = {
+            kind: getattr(self, f"_on_{kind}") for kind in set(_CLIENT_KINDS.values())
+        }
+        self._triggers: dict[str, Callable[[list[str]], None]] = {
+            "goaway": self._trigger_goaway,
+            "close": self._trigger_close,
+            "drop": lambda args: self._drop(),
+            "delay": self._trigger_delay,
+            "echo": lambda args: self._set_mode(Mode.ECHO),
+            "converse": lambda args: self._set_mode(Mode.CONVERSE),
+        }
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the session until either side closes it."""
+        try:
+            await self._serve()
+        except ClientProtocolError as exc:
+            self._close(1007, str(exc))
+        except asyncio.CancelledError:
+            self._ws.close(1001, STOPPING_REASON)
+            await self._finish(STOP_CLOSE_TIMEOUT_S)
+            raise
+        await self._finish()
+
+    async def _serve(self) -> None:
+        if self._refusal is not None:
+            self._close(*self._refusal)
+            return
+        first = await self._ws.recv()
+        if first is None:
+            return
+        self._on_first(first)
+        while not self._closing:
+            raw = await self._ws.recv()
+            if raw is None:
+                return
+            self._on_message(raw)
+            await self._ws.drain()
+
+    async def _finish(self, close_timeout: float | None = None) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._outbox_task is not None and not self._outbox_task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._outbox_task), self._delay_s + 1.0)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+        await self._ws.shutdown(CLOSE_TIMEOUT_S if close_timeout is None else close_timeout)
+        self.stats.open = False
+        self.stats.close_code = self._ws.close_code
+        self.stats.close_reason = self._ws.close_reason
+        self.stats.ended_at = time.time()
+        self._control.notify()
+        logger.info("live session %s ended (%s)", self.stats.id, self.stats.close_code)
+
+    # -- client messages ------------------------------------------------------
+
+    def _on_first(self, raw: bytes) -> None:
+        message = _parse(raw)
+        if set(message) != {"setup"}:
+            raise ClientProtocolError("Invalid argument: the first message must be a setup message.")
+        self._on_setup(message["setup"], first=True)
+
+    def _on_message(self, raw: bytes) -> None:
+        message = _parse(raw)
+        for key, body in message.items():
+            kind = _CLIENT_KINDS.get(key)
+            if kind is None:
+                raise ClientProtocolError(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
+            self._handlers[kind](body)
+            if self._closing:
+                return
+
+    def _on_setup(self, body: Any, *, first: bool = False) -> None:
+        if not first:
+            raise ClientProtocolError("Invalid argument: setup may only be sent once, as the first message.")
+        self._count("setup")
+        config = parse_setup(body)
+        self._config = config
+        self.stats.model = config.model
+        self.stats.setup = config.summary()
+        self.stats.raw_setup = body
+        self._vad = EnergyVad(silence_ms=config.silence_ms)
+        if config.resume_handle and not self._resume(config.resume_handle):
+            return
+        if self._fire(Moment.SETUP):
+            return
+        self._emit(replies.SETUP_COMPLETE)
+        self._schedule_faults()
+        logger.info("live session %s set up: model=%s mode=%s", self.stats.id, config.model, self._mode.value)
+
+    def _on_realtime_input(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise ClientProtocolError("Invalid JSON payload received: realtime_input must be an object.")
+        audio = body.get("audio")
+        if audio is not None:
+            self._count("audio")
+            self._on_audio(audio)
+        for chunk in pick(body, "mediaChunks", ()):
+            self._on_media_chunk(chunk)
+        if "text" in body:
+            self._count("text")
+            self._on_typed(body["text"])
+        if has(body, "video"):
+            self._count("video")
+        if pick(body, "audioStreamEnd"):
+            self._count("audio_stream_end")
+            self._on_audio_stream_end()
+        if has(body, "activityStart"):
+            self._count("activity_start")
+            self._on_activity_start()
+        if has(body, "activityEnd"):
+            self._count("activity_end")
+            self._on_activity_end()
+
+    def _on_client_content(self, body: Any) -> None:
+        self._count("client_content")
+        for turn in pick(body, "turns", ()):
+            if pick(turn, "role", "user") == "user":
+                self._pending_text.append(text_of_parts(pick(turn, "parts")))
+        if pick(body, "turnComplete"):
+            text = "\n".join(t for t in self._pending_text if t)
+            self._pending_text.clear()
+            self._on_typed(text)
+
+    def _on_tool_response(self, body: Any) -> None:
+        self._count("tool_response")
+
+    def _on_context_update(self, body: Any) -> None:
+        self._count("context_update")
+        instruction = pick(body, "systemInstruction")
+        if instruction is not None:
+            self.stats.setup["system_instruction"] = text_of_parts(pick(instruction, "parts"))
+
+    # -- audio and turns ------------------------------------------------------
+
+    def _on_media_chunk(self, chunk: Any) -> None:
+        if str(pick(chunk, "mimeType", "")).startswith("audio/"):
+            self._count("audio")
+            self._on_audio(chunk)
+        else:
+            self._count("video")
+
+    def _on_audio(self, blob: Any) -> None:
+        try:
+            pcm = b64decode(pick(blob, "data", ""))
+        except ValueError as exc:
+            raise ClientProtocolError(f"Invalid value at 'realtime_input.audio.data': {exc}") from None
+        rate = mime_rate(pick(blob, "mimeType"))
+        data = samples(pcm)
+        stats = self.stats
+        stats.audio_chunks += 1
+        stats.audio_in_bytes += len(pcm)
+        stats.audio_in_ms += duration_ms(len(pcm), rate)
+        stats.audio_rate_hz = rate
+        stats.sum_squares += sum_squares(data)
+        stats.n_samples += len(data)
+        if not self._seen_audio:
+            self._seen_audio = True
+            if self._fire(Moment.FIRST_AUDIO):
+                return
+        if self._mode is Mode.ECHO:
+            echo = echo_reply(pcm)
+            stats.audio_out_bytes += len(echo)
+            self._emit(audio_frame(echo))
+        else:
+            self._listen(data, rate)
+
+    def _listen(self, data: Any, rate: int) -> None:
+        if self._config is not None and not self._config.automatic_activity:
+            if self._activity_ms is not None:
+                self._activity_ms += len(data) * 1000 / rate
+            return
+        for event in self._vad.feed(data, rate):
+            if event is VadEvent.BARGE_IN and self._speaking():
+                self._interrupt()
+            elif event is VadEvent.TURN_END:
+                self._end_voice_turn(self._vad.turn_ms)
+
+    def _on_audio_stream_end(self) -> None:
+        span_ms = self._vad.flush()
+        if self._mode is Mode.CONVERSE and span_ms is not None:
+            self._end_voice_turn(span_ms)
+
+    def _on_activity_start(self) -> None:
+        self._activity_ms = 0.0
+        if self._speaking():
+            self._interrupt()
+
+    def _on_activity_end(self) -> None:
+        if self._activity_ms is None or self._mode is Mode.ECHO:
+            return
+        heard_ms, self._activity_ms = self._activity_ms, None
+        self._start_reply(UserTurn("voice", seconds=round(heard_ms / 1000, 1)))
+
+    def _end_voice_turn(self, span_ms: float) -> None:
+        self._start_reply(UserTurn("voice", seconds=round(span_ms / 1000, 1)))
+
+    def _on_typed(self, text: Any) -> None:
+        if not isinstance(text, str):
+            raise ClientProtocolError("Invalid value: text must be a string.")
+        if text.startswith(TRIGGER_PREFIX):
+            self._on_trigger(text[len(TRIGGER_PREFIX) :].split())
+            return
+        self.stats.text_turns += 1
+        if self._mode is Mode.CONVERSE:
+            self._start_reply(UserTurn("text", text=text))
+
+    # -- replies --------------------------------------------------------------
+
+    def _speaking(self) -> bool:
+        return self._reply_task is not None and not self._reply_task.done()
+
+    def _start_reply(self, turn: UserTurn) -> None:
+        if self._speaking():
+            self._interrupt()
+        self._reply_task = self._spawn(self._reply(turn))
+
+    def _interrupt(self) -> None:
+        assert self._reply_task is not None
+        self._reply_task.cancel()
+        self._emit(replies.interrupted())
+        self.stats.interruptions += 1
+        if self.stats.turns:
+            self.stats.turns[-1]["interrupted"] = True
+        self._control.notify()
+
+    async def _reply(self, turn: UserTurn) -> None:
+        config = self._config
+        assert config is not None
+        number = self._turn_number
+        self._turn_number += 1
+        wording = config.wording
+        heard = input_transcript(wording, turn.seconds) if turn.kind == "voice" else turn.text
+        text = reply_text(wording, number, seconds=turn.seconds, text=turn.text)
+        self.stats.turns.append({"n": number, "kind": turn.kind, "input": heard, "reply": text, "interrupted": False})
+        if turn.kind == "voice" and config.input_transcription:
+            self._emit(replies.input_transcription(heard or ""))
+        audio_bytes = await self._speak(text, config)
+        self._emit(replies.generation_complete())
+        self._emit(replies.turn_complete(turn, text, audio_out_bytes=audio_bytes))
+        self.stats.turns_answered += 1
+        if config.resumption:
+            self._offer_handle()
+        self._control.notify()
+
+    async def _speak(self, text: str, config: SessionConfig) -> int:
+        """Send the reply's frames, paced; return the PCM bytes sent."""
+        frames = replies.plan_reply(
+            text, audio=config.audio_out, combined=config.combined, transcribe=config.output_transcription
+        )
+        sent = 0
+        next_at = self._loop.time()
+        for frame in frames:
+            self._emit(frame.payload)
+            sent += frame.audio_bytes
+            self.stats.audio_out_bytes += frame.audio_bytes
+            if frame.tick:
+                next_at += self._interval_s
+                await asyncio.sleep(max(0.0, next_at - self._loop.time()))
+        return sent
+
+    def _offer_handle(self) -> None:
+        handle = f"emu-{self.stats.id}-t{self._turn_number}"
+        self._control.save_handle(handle, {"turns": self._turn_number, "session": self.stats.id})
+        self.stats.last_handle = handle
+        self._emit(replies.resumption_update(handle))
+
+    def _resume(self, handle: str) -> bool:
+        state = self._control.resume(handle)
+        if state is None:
+            self._close(1008, SESSION_NOT_FOUND)
+            return False
+        self._turn_number = int(state.get("turns", 0))
+        self.stats.resume_handle = handle
+        return True
+
+    # -- faults and triggers --------------------------------------------------
+
+    def _fire(self, moment: Moment) -> bool:
+        """Apply the close/drop fault armed for ``moment``; True when one fired."""
+        for fault in self._faults:
+            if fault.kind in (FaultKind.CLOSE, FaultKind.DROP) and fault.when is moment:
+                self._apply(fault)
+                return True
+        return False
+
+    def _apply(self, fault: Fault) -> None:
+        if fault.kind is FaultKind.CLOSE:
+            self._close(fault.code, fault.reason)
+        else:
+            self._drop()
+
+    def _schedule_faults(self) -> None:
+        for fault in self._faults:
+            if fault.kind in (FaultKind.CLOSE, FaultKind.DROP) and fault.when is Moment.AFTER_MS:
+                self._spawn(self._after(fault.after_ms, lambda f=fault: self._apply(f)))
+            elif fault.kind is FaultKind.GOAWAY:
+                self._spawn(self._go_away(fault.after_ms, fault.time_left_s, close=fault.close))
+
+    async def _after(self, ms: float, action: Callable[[], None]) -> None:
+        await asyncio.sleep(ms / 1000)
+        action()
+
+    async def _go_away(self, after_ms: float, time_left_s: float, *, close: bool) -> None:
+        await asyncio.sleep(after_ms / 1000)
+        self._emit(replies.go_away(time_left_s))
+        if close:
+            await asyncio.sleep(time_left_s)
+            self._close(1000, GOAWAY_CLOSE_REASON)
+
+    def _on_trigger(self, words: list[str]) -> None:
+        self._count("trigger")
+        command = words[0].lower() if words else ""
+        handler = self._triggers.get(command)
+        if handler is None:
+            logger.warning("live session %s: unknown trigger %r", self.stats.id, command)
+            return
+        try:
+            handler(words[1:])
+        except ValueError:
+            logger.warning("live session %s: bad arguments for trigger %r", self.stats.id, command)
+
+    def _trigger_goaway(self, args: list[str]) -> None:
+        seconds = float(args[0]) if args else DEFAULT_GOAWAY_S
+        self._spawn(self._go_away(0, seconds, close=True))
+
+    def _trigger_close(self, args: list[str]) -> None:
+        code = int(args[0]) if args else 1011
+        self._close(code, " ".join(args[1:]) or Fault.reason)
+
+    def _trigger_delay(self, args: list[str]) -> None:
+        self._delay_s = max(0, int(args[0])) / 1000
+
+    def _set_mode(self, mode: Mode) -> None:
+        if self._speaking():
+            self._interrupt()
+        self._mode = mode
+        self.stats.mode = mode.value
+
+    def _close(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._reply_task is not None:
+            self._reply_task.cancel()
+        reason = clip_reason(reason)
+        self._queue(lambda: self._ws.close(code, reason))
+
+    def _drop(self) -> None:
+        self._closing = True
+        self._ws.abort()
+
+    # -- sending --------------------------------------------------------------
+
+    def _emit(self, payload: bytes) -> None:
+        """Send one server message now, or after the injected delay (keeping order)."""
+        if self._delay_s <= 0 and not self._outbox:
+            self._send_now(payload)
+        else:
+            self._queue(lambda: self._send_now(payload))
+
+    def _send_now(self, payload: bytes) -> None:
+        if self._ws.send(payload):
+            self.stats.messages_out += 1
+            self.stats.bytes_out += len(payload)
+
+    def _queue(self, action: Callable[[], None]) -> None:
+        if self._delay_s <= 0 and not self._outbox:
+            action()
+            return
+        self._outbox.append((self._loop.time() + self._delay_s, action))
+        if self._outbox_task is None or self._outbox_task.done():
+            self._outbox_task = asyncio.create_task(self._drain_outbox())
+
+    async def _drain_outbox(self) -> None:
+        while self._outbox:
+            due, action = self._outbox[0]
+            wait = due - self._loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._outbox.popleft()
+            action()
+
+    # -- helpers --------------------------------------------------------------
+
+    def _count(self, kind: str) -> None:
+        counts = self.stats.client_messages
+        counts[kind] = counts.get(kind, 0) + 1
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("live session %s: task failed", self.stats.id, exc_info=task.exception())
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ClientProtocolError("Invalid JSON payload received.") from None
+    if not isinstance(message, dict):
+        raise ClientProtocolError("Invalid JSON payload received: expected an object.")
+    return message

@@ -1,0 +1,205 @@
+"""The emulator's one TLS port: HTTP/1.1 REST with keep-alive, and the Live WebSocket.
+
+Each connection is read request by request; a WebSocket upgrade on a Live path
+leaves the HTTP loop and becomes a :class:`LiveSession`. Handshake faults
+(``reject``, ``hang``) are applied here, before a session exists.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+
+import orjson
+from websockets.protocol import State
+
+from livetalk.emulator import http11
+from livetalk.emulator.control import Control, FaultKind
+from livetalk.emulator.errors import RestError
+from livetalk.emulator.http11 import BadRequest, HttpRequest
+from livetalk.emulator.live import LiveSession
+from livetalk.emulator.rest import INVALID_KEY, NO_KEY, RestApi, RestResponse
+from livetalk.emulator.websocket import WsConnection, handshake
+from livetalk.emulator.wire import clip_reason
+
+logger = logging.getLogger("livetalk.emulator")
+
+LIVE_PATH = re.compile(
+    r"/ws/google\.ai\.generativelanguage\.(?P<version>v1(?:alpha|beta)?)"
+    r"\.GenerativeService\.(?P<method>BidiGenerateContent(?:Constrained)?)$"
+)
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 1.0  # connections still open after this are aborted
+
+
+def credential_kind(request: HttpRequest) -> str:
+    """Which of the four credential forms the request carries (``none`` if none)."""
+    if (request.header("authorization") or "").startswith("Token "):
+        return "token"
+    if request.header("x-goog-api-key"):
+        return "header"
+    query = request.query
+    if query.get("key"):
+        return "key"
+    if query.get("access_token"):
+        return "access_token"
+    return "none"
+
+
+class EmulatorServer:
+    """Accepts TLS connections and serves REST and Live on them.
+
+    Args:
+        host: address to bind.
+        port: port to bind (0: any free port).
+        ssl_context: the server TLS context.
+        control: shared faults, mode and statistics.
+        api_key: when set, the only API key accepted.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        control: Control,
+        api_key: str | None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._ssl = ssl_context
+        self._control = control
+        self._api_key = api_key
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.port = port
+        self._rest = RestApi(control, base_url=lambda: f"https://127.0.0.1:{self.port}", api_key=api_key)
+
+    async def start(self) -> int:
+        """Bind and listen; return the bound port."""
+        self._server = await asyncio.start_server(
+            self._on_connection,
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+            limit=http11.MAX_HEAD_BYTES,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop listening, close every Live session (1001) and connection."""
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._serve_http(reader, writer)
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("emulator connection failed")
+        finally:
+            self._connections.discard(task)
+            if not writer.transport.is_closing():
+                writer.transport.abort()
+
+    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await http11.read_request(reader)
+            except BadRequest as exc:
+                error = RestError(exc.status, str(exc))
+                writer.write(http11.response(exc.status, orjson.dumps(error.body()), keep_alive=False))
+                await writer.drain()
+                return
+            if request is None:
+                return
+            if request.is_websocket:
+                await self._on_websocket(request, reader, writer)
+                return
+            response = await self._rest.handle(request)
+            await _write_response(writer, request, response)
+            if not request.keep_alive:
+                return
+
+    async def _on_websocket(self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        match = LIVE_PATH.search(request.path)
+        if match is None:
+            await _refuse_handshake(writer, request, 404, f"No Live endpoint at {request.path}.")
+            return
+        faults = self._control.take_faults()
+        kinds = {fault.kind for fault in faults}
+        if FaultKind.HANG in kinds:
+            self._control.log_request({"method": "GET", "path": request.path, "status": None, "fault": "hang"})
+            while await reader.read(http11.MAX_HEAD_BYTES):
+                pass  # never answer; wait for the client to give up
+            return
+        reject = next((f for f in faults if f.kind is FaultKind.REJECT), None)
+        if reject is not None:
+            self._control.log_request({"method": "GET", "path": request.path, "status": reject.status, "fault": "reject"})
+            await _refuse_handshake(writer, request, reject.status, f"Emulated handshake rejection {reject.status}.")
+            return
+        protocol, data = handshake(request)
+        writer.write(data)
+        if protocol.state is not State.OPEN:
+            await writer.drain()
+            return
+        credential = credential_kind(request)
+        stats = self._control.new_session(
+            path=request.path, api_version=match["version"], method=match["method"],
+            credential=credential, mode=(mode := self._control.take_mode()).value,
+        )
+        stats.faults = [fault.kind.value for fault in faults]
+        session = LiveSession(
+            WsConnection(reader, writer, protocol), control=self._control, stats=stats, faults=faults,
+            mode=mode, reply_speed=self._control.reply_speed, refusal=self._refusal(request, credential),
+        )
+        logger.info("live session %s opened on %s", stats.id, match["version"])
+        await session.run()
+
+    def _refusal(self, request: HttpRequest, credential: str) -> tuple[int, str] | None:
+        """The close a session gets at once for missing or wrong credentials, else None."""
+        if credential == "none":
+            return 1008, clip_reason(NO_KEY)
+        key = request.header("x-goog-api-key") or request.query.get("key")
+        if self._api_key is not None and credential in ("header", "key") and key != self._api_key:
+            return 1007, INVALID_KEY
+        return None
+
+
+async def _refuse_handshake(writer: asyncio.StreamWriter, request: HttpRequest, status: int, message: str) -> None:
+    body = orjson.dumps(RestError(status, message).body()).decode()
+    _, data = handshake(request, reject=status, reject_text=body)
+    writer.write(data)
+    await writer.drain()
+
+
+async def _write_response(writer: asyncio.StreamWriter, request: HttpRequest, response: RestResponse) -> None:
+    keep_alive = request.keep_alive
+    if response.events is None:
+        writer.write(http11.response(response.status, response.body, content_type=response.content_type,
+                                     headers=response.headers, keep_alive=keep_alive))
+        await writer.drain()
+        return
+    headers = [("Content-Type", response.content_type), ("Transfer-Encoding", "chunked"),
+               ("Cache-Control", "no-cache"), *response.headers]
+    writer.write(http11.response_head(response.status, headers, keep_alive=keep_alive))
+    for event in response.events:
+        writer.write(http11.chunk(event))
+        await writer.drain()
+    writer.write(http11.LAST_CHUNK)
+    await writer.drain()
