@@ -120,6 +120,27 @@ def rss_bytes(pids: list[int]) -> int:
 # --- load ------------------------------------------------------------------------------
 
 
+class Phases:
+    """Marks when every session is streaming and when all have finished, for CPU accounting."""
+
+    def __init__(self, n_sessions: int, on_start, on_stop) -> None:
+        self.waiting = self.running = n_sessions
+        self.all_ready = asyncio.Event()
+        self.on_start, self.on_stop = on_start, on_stop
+
+    async def ready(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.on_start()
+            self.all_ready.set()
+        await self.all_ready.wait()
+
+    def done(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            self.on_stop()
+
+
 class Session:
     """One simulated client: sends tagged frames at real time, times their echoes."""
 
@@ -151,10 +172,13 @@ async def paced(session: Session, n_frames: int, send) -> None:
         await send(session.frame(seq))
 
 
-async def relay_session(url: str, session: Session, n_frames: int, settle_s: float) -> None:
-    async with websockets.connect(url, max_size=None, compression=None) as ws:
+async def relay_session(url: str, session: Session, n_frames: int, settle_s: float,
+                        phases: Phases | None = None) -> None:
+    async with websockets.connect(url, max_size=None, compression=None, open_timeout=60) as ws:
         while json.loads(await ws.recv()).get("type") != "ready":
             pass
+        if phases is not None:
+            await phases.ready()
 
         async def receive() -> None:
             async for message in ws:
@@ -163,6 +187,8 @@ async def relay_session(url: str, session: Session, n_frames: int, settle_s: flo
 
         reader = asyncio.create_task(receive())
         await paced(session, n_frames, ws.send)
+        if phases is not None:
+            phases.done()
         await asyncio.sleep(settle_s)
         reader.cancel()
 
@@ -224,7 +250,12 @@ def measure(args) -> None:
         rss_idle = rss_bytes(pids)
         direct = summarise(asyncio.run(run_load(
             lambda s: direct_session(base_url, ctx, s, n_frames, 1.0), args.sessions, n_frames)), n_frames)
-        cpu0, t0 = cpu_seconds(pids), time.monotonic()
+        marks: dict[str, tuple[float, float]] = {}
+        phases_factory = lambda: Phases(  # noqa: E731
+            args.sessions,
+            lambda: marks.__setitem__("start", (cpu_seconds(pids), time.monotonic())),
+            lambda: marks.__setitem__("stop", (cpu_seconds(pids), time.monotonic())),
+        )
         rss_peak = [rss_idle]
 
         async def relay_with_rss() -> list[Session]:
@@ -233,14 +264,16 @@ def measure(args) -> None:
                     await asyncio.sleep(1.0)
                     rss_peak[0] = max(rss_peak[0], rss_bytes(pids))
             sampler = asyncio.create_task(sample())
+            phases = phases_factory()
             try:
-                return await run_load(lambda s: relay_session(url, s, n_frames, 1.0), args.sessions, n_frames)
+                return await run_load(lambda s: relay_session(url, s, n_frames, 1.0, phases),
+                                      args.sessions, n_frames)
             finally:
                 sampler.cancel()
 
         relayed = summarise(asyncio.run(relay_with_rss()), n_frames)
-        cpu = cpu_seconds(pids) - cpu0
-        wall = time.monotonic() - t0
+        cpu = marks["stop"][0] - marks["start"][0]
+        wall = marks["stop"][1] - marks["start"][1]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         emu.terminate()

@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from . import security
 from .config import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ class Services:
         self._client: genai.Client | None = None
         self._storage: Any = None
         self.draining = threading.Event()
+        self.gate = security.SocketGate.from_settings(settings)
+        self.ticket_secret = security.ticket_key(settings.ticket_secret)
+        self.ticket_limiter = security.RateLimiter(settings.new_sockets_per_ip_per_min, 60.0)
         self.sessions: dict[str, Any] = {}  # session_id -> relay.Conversation, loop-thread owned
 
     # --- the shared event loop -------------------------------------------------------

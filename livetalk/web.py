@@ -18,7 +18,9 @@ from werkzeug.exceptions import HTTPException
 
 import prompts
 
-from . import __version__, live, relay
+from . import __version__, live, relay, security
+from .feedback import feedback_bp
+from .logs import TraceContextMiddleware, log_context
 from .protocol import Close, ErrorCode, ProtocolError, parse_mode
 from .services import Services
 
@@ -42,8 +44,11 @@ def init_app(app: Flask, services: Services) -> None:
     """Register every route of the service on ``app``."""
     app.config["SOCK_SERVER_OPTIONS"] = {"thread_class": _NoReaderThread}
     sock = Sock(app)
+    app.wsgi_app = TraceContextMiddleware(app.wsgi_app)
     app.before_request(_no_websocket_compression)
+    app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_blueprint(feedback_bp)
 
     @app.get("/")
     def index():
@@ -65,6 +70,10 @@ def init_app(app: Flask, services: Services) -> None:
     def scenarios():
         return jsonify(prompts.public_scenarios())
 
+    @app.post("/session")
+    def new_session():
+        return _mint_ticket(services)
+
     @sock.route(WS_PATH)
     def realtime(ws):
         _relay_socket(ws, services)
@@ -76,6 +85,37 @@ def _no_websocket_compression() -> None:
         request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
+def _security_headers(response):
+    for name, value in security.security_headers().items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def _client_ip(services: Services) -> str:
+    return security.client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                              services.settings.trust_forwarded_for)
+
+
+def _error(status: int, code: str, message: str):
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def _mint_ticket(services: Services):
+    """``POST /session``: a short-lived signed ticket for ``/ws/realtime?token=…``."""
+    if not services.ticket_limiter.allow(security.limit_key(_client_ip(services))):
+        return _error(429, "rate_limited", "too many ticket requests; wait a minute")
+    body = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(body, dict):
+        return _error(400, "bad_request", "the body must be a JSON object like {\"scenario\": \"sales-ja\"}")
+    scenario = prompts.get_scenario(body.get("scenario") if isinstance(body.get("scenario"), str) else None)
+    if scenario is None or ("scenario" in body and not isinstance(body["scenario"], str)):
+        return _error(400, "bad_request", "scenario: unknown scenario id")
+    token, expires = security.mint_ticket(services.ticket_secret, scenario.id,
+                                          services.settings.ticket_ttl_s, time.time())
+    expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+    return jsonify({"token": token, "expires_at": expires_at, "scenario": scenario.id})
+
+
 def _http_error(exc: HTTPException):
     code = (exc.name or "error").lower().replace(" ", "_")
     return jsonify({"error": {"code": code, "message": exc.description or exc.name}}), exc.code
@@ -85,31 +125,59 @@ def _relay_socket(ws, services: Services) -> None:
     """Hand the upgraded socket to the relay loop and wait for the conversation to end."""
     sock = ws.sock
     ws.connected = False  # flask-sock's own close() becomes a no-op: the relay owns the socket now
+    ip = _client_ip(services)
     try:
-        conversation = _admit(services, request.args)
+        conversation = _admit(services, request, ip)
     except ProtocolError as exc:
-        future = services.submit(relay.refuse(sock, exc.code, exc.message, _close_for(exc.code)))
-    else:
-        future = services.submit(_run(sock, services, conversation))
-    future.result(CONVERSATION_WAIT_S)
+        log.info("conversation refused: %s", exc.code.value, extra={"fields": {"client_ip": ip}})
+        services.submit(relay.refuse(sock, exc.code, exc.message, _close_for(exc.code))).result()
+        return
+    try:
+        with log_context(session_id=conversation.session_id):
+            services.submit(_run(sock, services, conversation)).result(CONVERSATION_WAIT_S)
+    finally:
+        services.gate.release(ip)
 
 
 def _close_for(code: ErrorCode) -> Close:
-    if code in (ErrorCode.CAPACITY, ErrorCode.RATE_LIMITED):
+    if code is ErrorCode.CAPACITY:
         return Close.TRY_AGAIN_LATER
     if code is ErrorCode.SHUTTING_DOWN:
         return Close.GOING_AWAY
     return Close.POLICY
 
 
-def _admit(services: Services, args) -> relay.Conversation:
-    """Check the request and build its conversation; raises :class:`ProtocolError`."""
+def _admit(services: Services, req, ip: str) -> relay.Conversation:
+    """Check the request and build its conversation; raises :class:`ProtocolError`.
+
+    On success the client holds a slot of ``services.gate`` (released by the caller).
+    """
+    settings = services.settings
     if services.draining.is_set():
         raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the server is restarting; try again in a moment")
-    scenario = prompts.get_scenario(args.get("scenario"))
+    if not security.origin_allowed(req.headers.get("Origin"), req.host_url, settings.allowed_origins):
+        raise ProtocolError(ErrorCode.FORBIDDEN_ORIGIN, "this site may not open conversations here")
+    scenario = prompts.get_scenario(req.args.get("scenario"))
     if scenario is None:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "unknown scenario")
-    mode = parse_mode(args.get("mode"))
+    mode = parse_mode(req.args.get("mode"))
+    if settings.require_ticket:
+        _check_ticket(services, req.args.get("token"), scenario.id)
+    refusal = services.gate.admit(ip)
+    if refusal is not None:
+        raise ProtocolError(ErrorCode(refusal.code), refusal.message)
+    return _conversation(services, scenario, mode)
+
+
+def _check_ticket(services: Services, token: str | None, scenario_id: str) -> None:
+    try:
+        security.verify_ticket(services.ticket_secret, token, scenario_id, time.time())
+    except security.TicketError as exc:
+        raise ProtocolError(ErrorCode.UNAUTHORIZED,
+                            f"access ticket {exc.reason}: request a new one from POST /session") from None
+
+
+def _conversation(services: Services, scenario: prompts.Scenario, mode) -> relay.Conversation:
     settings = services.settings
     setup = live.LiveSetup(
         model=settings.gemini_live_model,
@@ -129,11 +197,7 @@ def _admit(services: Services, args) -> relay.Conversation:
 
 
 async def _run(sock, services: Services, conversation: relay.Conversation) -> None:
-    """On the loop: enforce the global cap, then relay until the conversation is over."""
-    if len(services.sessions) >= services.settings.max_sessions:
-        await relay.refuse(sock, ErrorCode.CAPACITY, "the server is full; try again in a minute",
-                           Close.TRY_AGAIN_LATER)
-        return
+    """On the loop: relay until the conversation is over (registered for /healthz and draining)."""
     services.sessions[conversation.session_id] = conversation
     try:
         await relay.serve(sock, conversation)

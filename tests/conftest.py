@@ -75,7 +75,8 @@ def gemini_env(emulator, monkeypatch):
 @pytest.fixture()
 def settings(gemini_env, tmp_path) -> Settings:
     """Settings of a service configured with a (fake) key, reaching the emulator."""
-    return Settings(gemini_api_key=FAKE_API_KEY, data_dir=tmp_path / "data", log_level="INFO")
+    return Settings(gemini_api_key=FAKE_API_KEY, data_dir=tmp_path / "data", log_level="INFO",
+                    max_sockets_per_ip=50, new_sockets_per_ip_per_min=1000)
 
 
 # --- a real server ---------------------------------------------------------------------

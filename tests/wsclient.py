@@ -21,9 +21,10 @@ class Closed(Exception):
 class RelayClient:
     """Connects to ``/ws/realtime``; collects events (dicts) and model audio (bytes)."""
 
-    def __init__(self, url: str, *, timeout_s: float, origin: str | None = None, **query: str) -> None:
+    def __init__(self, url: str, *, timeout_s: float, origin: str | None = None,
+                 headers: dict[str, str] | None = None, **query: str) -> None:
         params = "&".join(f"{k}={v}" for k, v in query.items())
-        headers = {"Origin": origin} if origin else None
+        headers = {**(headers or {}), **({"Origin": origin} if origin else {})} or None
         self._connect = connect(f"{url}?{params}" if params else url, open_timeout=timeout_s,
                                 max_size=None, additional_headers=headers, compression=None)
         self.ws = self._connect.__enter__()
