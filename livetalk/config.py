@@ -37,7 +37,7 @@ class Settings:
     port: int = DEFAULT_PORT
     log_level: str = "INFO"
     # Conversation limits.
-    max_sessions: int = 200  # concurrent conversations per process
+    max_sessions: int = 90  # concurrent conversations per process (below its 100 gunicorn threads)
     session_max_s: float = 15 * 60.0  # whole-conversation cap
     session_warning_s: float = 60.0  # `session_limit` warning this long before the cap
     idle_timeout_s: float = 120.0  # no client frame for this long ends it
@@ -81,7 +81,7 @@ class Settings:
             gcs_bucket_name=env.str("GCS_BUCKET_NAME"),
             port=env.int("PORT", DEFAULT_PORT, low=1, high=65535),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True),
-            max_sessions=env.int("MAX_SESSIONS", 200, low=1),
+            max_sessions=env.int("MAX_SESSIONS", 90, low=1),
             session_max_s=env.float("SESSION_MAX_SECONDS", 15 * 60.0, low=1),
             session_warning_s=env.float("SESSION_WARNING_SECONDS", 60.0, low=0),
             idle_timeout_s=env.float("IDLE_TIMEOUT_SECONDS", 120.0, low=1),

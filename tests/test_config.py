@@ -1,0 +1,43 @@
+"""Settings are read once from the environment; bad values name their variable."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from livetalk.config import DEFAULT_LIVE_MODEL, ConfigError, Settings
+
+
+def test_defaults_run_the_whole_product_locally():
+    """With nothing configured: emulated Gemini, local storage, port 8080."""
+    settings = Settings.from_env({})
+    assert settings.emulated and settings.storage_kind == "local"
+    assert settings.port == 8080 and settings.gemini_live_model == DEFAULT_LIVE_MODEL
+    assert settings.data_dir == Path("data")
+
+
+def test_real_services_when_configured():
+    """A key and a bucket switch to the real Gemini and Cloud Storage."""
+    settings = Settings.from_env({"GEMINI_API_KEY": "k", "GCS_BUCKET_NAME": "b", "PORT": "9000",
+                                  "GEMINI_VOICE": "Aoede", "ALLOWED_ORIGINS": "https://a.example/, https://b.example"})
+    assert not settings.emulated and settings.storage_kind == "gcs" and settings.port == 9000
+    assert settings.gemini_voice == "Aoede"
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [({"PORT": "eighty"}, "PORT"), ({"PORT": "0"}, "PORT"), ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+     ({"REQUIRE_TICKET": "maybe"}, "REQUIRE_TICKET"), ({"SESSION_MAX_SECONDS": "x"}, "SESSION_MAX_SECONDS"),
+     ({"GEMINI_API_VERSION": "v9"}, "GEMINI_API_VERSION")],
+)
+def test_bad_values_name_their_variable(env, variable):
+    """A malformed value raises ConfigError naming the variable."""
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env(env)
+
+
+def test_settings_are_frozen():
+    """Settings cannot be changed after they are read."""
+    with pytest.raises(AttributeError):
+        Settings().port = 1  # type: ignore[misc]
