@@ -8,6 +8,8 @@ equal to WEB_CONCURRENCY × GUNICORN_THREADS (2 × 100 = 200 by default).
 """
 import os
 
+from livetalk.logs import gunicorn_logconfig_dict
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "100"))
@@ -20,6 +22,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+logconfig_dict = gunicorn_logconfig_dict(loglevel.upper())  # JSON lines for Cloud Logging
 preload_app = False  # every worker builds its own app, loop thread and clients after fork
 
 
