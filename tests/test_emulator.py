@@ -207,28 +207,36 @@ def test_model_generation_decides_whether_audio_and_transcript_share_a_message(c
     assert bool(both) is combined
 
 
-def test_user_speech_during_a_reply_interrupts_it(emu, client):
-    """Speech while the model is talking stops the reply, sends interrupted, and becomes the next turn."""
+@pytest.mark.parametrize("barge_in, heard", [("voice", "(speech 0.3 s)"), ("typed", "")])
+def test_new_input_during_a_reply_interrupts_it(emu, client, barge_in, heard):
+    """Speech or typed text while the model talks stops the reply, sends interrupted, and starts the next turn."""
     emu.control.reply_speed = 1.0
+
+    async def interrupt(session) -> None:
+        if barge_in == "voice":
+            await send_audio(session, tone(300) + silence(800))
+        else:
+            await session.send_realtime_input(text="stop")
 
     async def scenario() -> list[types.LiveServerMessage]:
         async with client.aio.live.connect(model=LIVE_MODEL, config=live_config()) as session:
             await session.send_realtime_input(text="tell me a long story")
             seen: list[types.LiveServerMessage] = []
-            barge_in = None
+            interrupting = None
             async for message in session.receive():
                 seen.append(message)
-                if message.data and barge_in is None:
-                    barge_in = asyncio.create_task(send_audio(session, tone(300) + silence(800)))
-            await barge_in
+                if message.data and interrupting is None:
+                    emu.control.reply_speed = 0  # the first reply stays slow; the next one is instant
+                    interrupting = asyncio.create_task(interrupt(session))
+            await interrupting
             return seen
 
     messages = run(scenario())
     order = kinds(messages)
-    assert order.count("interrupted") == 1
-    assert order.index("interrupted") < order.index("input_transcription")
-    assert joined(messages, "input_transcription") == "(speech 0.3 s)"
-    assert order.count("turn_complete") == 1
+    assert order.count("interrupted") == 1 and order.count("turn_complete") == 1
+    after = messages[order.index("interrupted") + 1 :]
+    assert joined(messages, "input_transcription") == heard
+    assert "Thanks" in joined(after, "output_transcription")  # the second reply of the session
     assert newest_session(emu)["interruptions"] == 1
 
 
@@ -500,6 +508,43 @@ def test_every_credential_form_and_path_variant_is_accepted(emu, query, headers,
     assert run(scenario()) == {"setupComplete": {}}
     stats = newest_session(emu)
     assert (stats["credential"], stats["api_version"], stats["method"]) == (credential, version, method)
+
+
+def test_handshake_declines_compression_and_answers_pings(emu):
+    """The SDK offers permessage-deflate; the emulator declines it, and it answers pings."""
+
+    async def scenario() -> list[Any]:
+        ws = await raw_connect(emu, **{"x-goog-api-key": API_KEY})
+        pong = await ws.ping()
+        await asyncio.wait_for(pong, TIMEOUT_S)
+        extensions = ws.protocol.extensions
+        await ws.close()
+        return extensions
+
+    assert run(scenario()) == []
+
+
+def test_large_echo_replies_are_split_below_the_sdk_frame_limit(emu):
+    """An echo of a 1 MB chunk arrives in several frames, each under 1 MiB."""
+    emu.control.set_mode("echo", count=1)
+    pcm = b"BIGCHUNK" + bytes(1_000_000 - 8)
+
+    async def scenario() -> list[int]:
+        ws = await raw_connect(emu, **{"x-goog-api-key": API_KEY})
+        await ws.send(json.dumps({"setup": {"model": "models/x"}}))
+        await recv_json(ws)
+        await ws.send(json.dumps({"realtimeInput": {"audio": {"data": b64(pcm, urlsafe=False, padded=True),
+                                                              "mimeType": "audio/pcm;rate=16000"}}}))
+        sizes, total = [], 0
+        while total < 1_500_000:
+            frame = await asyncio.wait_for(ws.recv(), TIMEOUT_S)
+            sizes.append(len(frame))
+            total += len(b64decode(json.loads(frame)["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["data"]))
+        await ws.close()
+        return sizes
+
+    sizes = run(scenario())
+    assert len(sizes) > 1 and max(sizes) < 2**20
 
 
 @pytest.mark.parametrize(

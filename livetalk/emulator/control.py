@@ -222,8 +222,9 @@ class Control:
 
     Args:
         mode: the mode new Live sessions get unless one is queued.
-        reply_speed: how many times faster than real time new sessions send reply
-            audio (≤ 0 or ``inf``: unpaced); settable later as :attr:`reply_speed`.
+        reply_speed: how many times faster than real time replies are sent (≤ 0 or
+            ``inf``: unpaced); :attr:`reply_speed` may be changed at any time and
+            applies from the next reply of every session.
         max_file_bytes: cap on the bytes all uploaded files may hold in memory.
     """
 

@@ -166,7 +166,7 @@ class EmulatorServer:
         stats.faults = [fault.kind.value for fault in faults]
         session = LiveSession(
             WsConnection(reader, writer, protocol), control=self._control, stats=stats, faults=faults,
-            mode=mode, reply_speed=self._control.reply_speed, refusal=self._refusal(request, credential),
+            mode=mode, refusal=self._refusal(request, credential),
         )
         logger.info("live session %s opened on %s", stats.id, match["version"])
         await session.run()

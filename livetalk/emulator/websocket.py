@@ -163,6 +163,7 @@ def handshake(request: HttpRequest, *, reject: int | None = None, reject_text: s
         ``protocol.state`` is OPEN; otherwise the bytes are an HTTP error response.
     """
     protocol = ServerProtocol(max_size=MAX_MESSAGE_BYTES, logger=_ws_logger)
+    protocol.debug = False  # its debug log would print request headers, API keys included
     protocol.receive_data(request.head)
     events = protocol.events_received()
     if not events or not isinstance(events[0], Request):

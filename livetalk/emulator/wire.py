@@ -19,6 +19,7 @@ MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125
 OUTPUT_AUDIO_MIME = "audio/pcm;rate=24000"
 DEFAULT_INPUT_RATE_HZ = 16000
 
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _CAMEL_HUMP = re.compile(r"(?<!^)(?=[A-Z])")
 _AUDIO_PREFIX = (
     b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"'
@@ -64,13 +65,14 @@ def b64decode(data: str | bytes) -> bytes:
     Raises:
         ValueError: ``data`` is not base64.
     """
-    if isinstance(data, str):
-        data = data.encode("ascii", "strict")
-    data = data.rstrip(b"=")
-    data += b"=" * (-len(data) % 4)
     try:
-        return base64.b64decode(data, altchars=b"-_")
-    except binascii.Error as exc:
+        if isinstance(data, str):
+            data = data.encode("ascii")
+        data = data.translate(_URLSAFE_TO_STANDARD)
+        if len(data) % 4:
+            data = data.rstrip(b"=") + b"=" * (-len(data.rstrip(b"=")) % 4)
+        return binascii.a2b_base64(data)
+    except (binascii.Error, UnicodeEncodeError) as exc:
         raise ValueError(f"bad base64: {exc}") from None
 
 
@@ -79,6 +81,7 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+@functools.lru_cache(maxsize=64)
 def mime_rate(mime_type: str | None, default: int = DEFAULT_INPUT_RATE_HZ) -> int:
     """The ``rate=N`` parameter of an ``audio/pcm;rate=N`` MIME type, in Hz."""
     if not mime_type:
