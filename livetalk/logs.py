@@ -200,7 +200,7 @@ class JsonFormatter(logging.Formatter):
         """The keys every line has (and that fields may not overwrite)."""
         entry: dict[str, Any] = {
             "severity": severity(record.levelno),
-            "message": self.message(record),
+            "message": record.getMessage(),
             "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(
                 timespec="microseconds"
             ).replace("+00:00", "Z"),
@@ -214,9 +214,6 @@ class JsonFormatter(logging.Formatter):
         if stack:
             entry["stack_trace"] = stack
         return entry
-
-    def message(self, record: logging.LogRecord) -> str:
-        return record.getMessage()
 
     def trace_keys(self, trace: str | None, span: str | None) -> dict[str, Any]:
         if not trace:

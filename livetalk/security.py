@@ -62,9 +62,8 @@ REFUSALS: Final[dict[ErrorCode, Refusal]] = {
                 "This page's origin may not open a conversation."),
         Refusal(ErrorCode.UNAUTHORIZED, Close.POLICY, 401,
                 "A valid access ticket is required; request a new one."),
-        # Rate limits say "try again later" (1013) like capacity: the client did nothing wrong
-        # that a retry after Retry-After would not fix.
-        Refusal(ErrorCode.RATE_LIMITED, Close.TRY_AGAIN_LATER, 429,
+        # A per-client limit is policy (1008); 1013 is kept for "this server is full".
+        Refusal(ErrorCode.RATE_LIMITED, Close.POLICY, 429,
                 "Too many conversations from your network; wait a minute."),
         Refusal(ErrorCode.CAPACITY, Close.TRY_AGAIN_LATER, 503,
                 "The server is full; try again in a moment."),

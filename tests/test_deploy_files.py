@@ -126,11 +126,16 @@ def test_dependencies_install_in_their_own_layer():
     assert copy_reqs < install < copy_code
 
 
+def gunicorn_config() -> dict:
+    """The settings gunicorn.conf.py defines, read the way gunicorn reads it (by executing it)."""
+    config: dict = {}
+    exec(compile((ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), config)  # noqa: S102
+    return config
+
+
 def test_gunicorn_config_fits_cloud_run():
     """gunicorn binds $PORT on all interfaces and its graceful timeout ends before Cloud Run's kill."""
-    config: dict = {}
-    exec(compile((ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"),  # noqa: S102
-         config)
+    config = gunicorn_config()
     assert config["graceful_timeout"] < CLOUD_RUN_GRACE_S
     assert config["bind"] == f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 
@@ -233,8 +238,7 @@ def test_deploy_flags_fit_long_conversations():
     assert re.search(r"(^|\s)--timeout=3600(\s|$)", flags)
     assert re.search(r"(^|\s)--session-affinity(\s|$)", flags)
     assert "--service-account=${{ vars.RUNTIME_SA }}" in flags
-    config: dict = {}
-    exec(compile((ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), config)  # noqa: S102
+    config = gunicorn_config()
     (concurrency,) = re.findall(r"--concurrency=(\d+)", flags)
     assert int(concurrency) == config["workers"] * config["threads"] == 200
 

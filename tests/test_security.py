@@ -283,7 +283,7 @@ def test_socket_gate_refuses_with_contract_codes():
     assert gate.admit("203.0.113.1") is None
     assert gate.admit("203.0.113.1") is None
     refused = gate.admit("203.0.113.1")  # third concurrent socket from one address
-    assert (refused.code, refused.close, refused.http_status) == ("rate_limited", 1013, 429)
+    assert (refused.code, refused.close, refused.http_status) == ("rate_limited", 1008, 429)
     assert gate.admit("203.0.113.2") is None
     full = gate.admit("203.0.113.3")
     assert (full.code, full.close, full.http_status) == ("capacity", 1013, 503)
@@ -307,7 +307,7 @@ def test_refusals_match_the_contract():
     assert {code.value: (int(r.close), r.http_status) for code, r in REFUSALS.items()} == {
         "forbidden_origin": (1008, 403),
         "unauthorized": (1008, 401),
-        "rate_limited": (1013, 429),
+        "rate_limited": (1008, 429),
         "capacity": (1013, 503),
         "too_large": (1009, 413),
     }
