@@ -638,6 +638,21 @@ def test_gemini_schema_enums_bounds_and_ordering_are_respected(client):
     assert response.usage_metadata.total_token_count > 0
 
 
+def test_enum_mime_type_answers_with_one_bare_enum_value(client):
+    """responseMimeType text/x.enum returns one of the enum values, unquoted."""
+    config = types.GenerateContentConfig(
+        response_mime_type="text/x.enum", response_schema={"type": "STRING", "enum": ["polite", "rude"]}
+    )
+    answer = client.models.generate_content(model=GRADING_MODEL, contents="Was I polite?", config=config)
+    assert answer.text in ("polite", "rude")
+
+
+def test_async_client_reaches_rest_too(client):
+    """The SDK's async REST path (client.aio) works against the emulator as well."""
+    answer = run(client.aio.models.generate_content(model=GRADING_MODEL, contents="Hello?"))
+    assert answer.text.startswith("[emulator]")
+
+
 def test_plain_generation_and_streaming_agree(client):
     """Without a schema the answer is deterministic text, and the SSE stream carries the same text."""
     whole = client.models.generate_content(model=GRADING_MODEL, contents="Is this on?")

@@ -13,7 +13,7 @@ import enum
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from livetalk.emulator.audio import OUTPUT_RATE_HZ, dbfs, duration_ms
@@ -205,7 +205,7 @@ class SessionStats:
         data["audio_in_ms"] = round(self.audio_in_ms, 1)
         data["audio_out_ms"] = round(duration_ms(self.audio_out_bytes, OUTPUT_RATE_HZ), 1)
         data["client_messages"] = dict(self.client_messages)
-        data["turns"] = list(self.turns)
+        data["turns"] = [dict(turn) for turn in self.turns]
         data["setup"] = dict(self.setup)
         data["faults"] = list(self.faults)
         return data
@@ -284,13 +284,12 @@ class Control:
     def take_faults(self) -> list[Fault]:
         """For a new Live session: the armed faults (each used up once)."""
         with self._lock:
-            return [q.item for q in _consume_all(self._faults)]
+            return _use(self._faults, len(self._faults))
 
     def take_rest_fault(self) -> RestFault | None:
         """For a REST call: the first armed REST fault, used up once."""
         with self._lock:
-            taken = _consume_all(self._rest_faults[:1], self._rest_faults)
-            return taken[0].item if taken else None
+            return next(iter(_use(self._rest_faults, 1)), None)
 
     # -- mode -----------------------------------------------------------------
 
@@ -312,8 +311,7 @@ class Control:
     def take_mode(self) -> Mode:
         """For a new Live session: a queued mode if any, else the global one."""
         with self._lock:
-            taken = _consume_all(self._mode_queue[:1], self._mode_queue)
-            return taken[0].item if taken else self._mode
+            return next(iter(_use(self._mode_queue, 1)), self._mode)
 
     # -- sessions and resumption ---------------------------------------------
 
@@ -427,11 +425,10 @@ def _positive(count: int) -> int:
     return int(count)
 
 
-def _consume_all(selected: Iterable[_Queued], queue: list[_Queued] | None = None) -> list[_Queued]:
-    """Use up one application of each selected entry; drop exhausted ones from ``queue``."""
-    queue = selected if queue is None else queue
-    taken = list(selected)
+def _use(queue: list[_Queued], n: int) -> list[Any]:
+    """Use up one application of the first ``n`` entries; drop the exhausted ones."""
+    taken = queue[:n]
     for entry in taken:
         entry.remaining -= 1
     queue[:] = [entry for entry in queue if entry.remaining > 0]
-    return taken
+    return [entry.item for entry in taken]

@@ -139,9 +139,11 @@ class LiveSession:
             await self._ws.drain()
 
     async def _finish(self, close_timeout: float | None = None) -> None:
-        for task in list(self._tasks):
+        """Stop timers and replies, flush delayed messages (unless stopping), end the connection."""
+        stopping = close_timeout is not None
+        for task in [*self._tasks, *([self._outbox_task] if stopping and self._outbox_task else [])]:
             task.cancel()
-        if self._outbox_task is not None and not self._outbox_task.done():
+        if self._outbox_task is not None and not self._outbox_task.done() and not stopping:
             try:
                 await asyncio.wait_for(asyncio.shield(self._outbox_task), self._delay_s + 1.0)
             except (TimeoutError, asyncio.CancelledError):
@@ -188,7 +190,7 @@ class LiveSession:
             return
         self._emit(replies.SETUP_COMPLETE)
         self._schedule_faults()
-        logger.info("live session %s set up: model=%s mode=%s", self.stats.id, config.model, self._mode.value)
+        logger.debug("live session %s set up: model=%s mode=%s", self.stats.id, config.model, self._mode.value)
 
     def _on_realtime_input(self, body: Any) -> None:
         if not isinstance(body, dict):

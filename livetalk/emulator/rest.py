@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import datetime
 import itertools
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,12 +27,16 @@ from livetalk.emulator.wire import pick
 
 JSON_TYPE = "application/json; charset=UTF-8"
 SSE_TYPE = "text/event-stream"
+ENUM_TYPE = "text/x.enum"  # the answer is one enum value, unquoted
 STREAM_PIECES = 3  # a streamed answer arrives in this many events
 MAX_LOGGED_TEXT = 4000  # characters of prompt text kept in the request log
-TOKEN_LIFETIME = datetime.timedelta(minutes=30)
+TOKEN_LIFETIME = datetime.timedelta(minutes=30)  # the SDK's documented defaults
+NEW_SESSION_WINDOW = datetime.timedelta(seconds=60)
 MODEL_INFO = {"inputTokenLimit": 131072, "outputTokenLimit": 8192}
 INVALID_KEY = "API key not valid. Please pass a valid API key."
 NO_KEY = "Method doesn't allow unregistered callers (callers without established identity). Please use API Key."
+
+logger = logging.getLogger("livetalk.emulator")
 
 _VERSION = r"(?P<version>v1(?:alpha|beta)?\d*)"
 
@@ -118,6 +123,9 @@ class RestApi:
             return await route.handler(request, match)
         except RestError as exc:
             return json_response(exc.body(), exc.status)
+        except Exception:  # a bug in the emulator: answer like the real API's 500
+            logger.exception("emulator REST handler failed for %s %s", request.method, path)
+            return json_response(RestError(500, "Internal error encountered.").body(), 500)
 
     def _route(self, method: str, path: str) -> tuple[Route, re.Match[str]]:
         allowed = False
@@ -155,11 +163,11 @@ class RestApi:
     # -- generateContent ------------------------------------------------------
 
     async def _generate(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
-        text, facts, usage = self._answer(request, match)
+        text, usage = self._answer(request, match)
         return json_response(self._candidates(text, match["model"], usage, finished=True))
 
     async def _stream(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
-        text, facts, usage = self._answer(request, match)
+        text, usage = self._answer(request, match)
         size = max(1, -(-len(text) // STREAM_PIECES))
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         events = [
@@ -173,14 +181,18 @@ class RestApi:
         facts = analyse(_json_body(request), self._control.files)
         return json_response({"totalTokens": _prompt_tokens(facts)})
 
-    def _answer(self, request: HttpRequest, match: re.Match[str]) -> tuple[str, PromptFacts, dict[str, Any]]:
+    def _answer(self, request: HttpRequest, match: re.Match[str]) -> tuple[str, dict[str, Any]]:
+        """The answer text (JSON when a schema asks for it) and its usage metadata."""
         body = _json_body(request)
         facts = analyse(body, self._control.files)
         config = pick(body, "generationConfig", {})
         schema = pick(config, "responseJsonSchema") or pick(config, "responseSchema")
-        if isinstance(schema, dict):
+        mime_type = str(pick(config, "responseMimeType", ""))
+        if isinstance(schema, dict) and mime_type == ENUM_TYPE:
+            text = str(generate(schema, facts))
+        elif isinstance(schema, dict):
             text = orjson.dumps(generate(schema, facts)).decode()
-        elif str(pick(config, "responseMimeType", "")).startswith("application/json"):
+        elif mime_type.startswith("application/json"):
             text = orjson.dumps({"text": plain_answer(facts)}).decode()
         else:
             text = plain_answer(facts)
@@ -192,7 +204,7 @@ class RestApi:
              "has_schema": isinstance(schema, dict), "text": facts.text[:MAX_LOGGED_TEXT],
              "system_instruction": facts.system_instruction[:MAX_LOGGED_TEXT], "answer": text}
         )
-        return text, facts, usage
+        return text, usage
 
     def _candidates(self, text: str, model: str, usage: dict[str, Any], *, finished: bool) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
@@ -271,7 +283,7 @@ class RestApi:
         return json_response({
             "name": f"auth_tokens/emu-token-{next(self._ids)}",
             "expireTime": pick(body, "expireTime") or (now + TOKEN_LIFETIME).isoformat(),
-            "newSessionExpireTime": pick(body, "newSessionExpireTime") or (now + TOKEN_LIFETIME).isoformat(),
+            "newSessionExpireTime": pick(body, "newSessionExpireTime") or (now + NEW_SESSION_WINDOW).isoformat(),
             "uses": pick(body, "uses", 1),
         })
 

@@ -15,7 +15,7 @@ import orjson
 from websockets.protocol import State
 
 from livetalk.emulator import http11
-from livetalk.emulator.control import Control, FaultKind
+from livetalk.emulator.control import Control, Fault, FaultKind
 from livetalk.emulator.errors import RestError
 from livetalk.emulator.http11 import BadRequest, HttpRequest
 from livetalk.emulator.live import LiveSession
@@ -142,16 +142,7 @@ class EmulatorServer:
             await _refuse_handshake(writer, request, 404, f"No Live endpoint at {request.path}.")
             return
         faults = self._control.take_faults()
-        kinds = {fault.kind for fault in faults}
-        if FaultKind.HANG in kinds:
-            self._control.log_request({"method": "GET", "path": request.path, "status": None, "fault": "hang"})
-            while await reader.read(http11.MAX_HEAD_BYTES):
-                pass  # never answer; wait for the client to give up
-            return
-        reject = next((f for f in faults if f.kind is FaultKind.REJECT), None)
-        if reject is not None:
-            self._control.log_request({"method": "GET", "path": request.path, "status": reject.status, "fault": "reject"})
-            await _refuse_handshake(writer, request, reject.status, f"Emulated handshake rejection {reject.status}.")
+        if await self._handshake_fault(faults, request, reader, writer):
             return
         protocol, data = handshake(request)
         writer.write(data)
@@ -159,17 +150,35 @@ class EmulatorServer:
             await writer.drain()
             return
         credential = credential_kind(request)
+        mode = self._control.take_mode()
         stats = self._control.new_session(
             path=request.path, api_version=match["version"], method=match["method"],
-            credential=credential, mode=(mode := self._control.take_mode()).value,
+            credential=credential, mode=mode.value, faults=[fault.kind.value for fault in faults],
         )
-        stats.faults = [fault.kind.value for fault in faults]
         session = LiveSession(
             WsConnection(reader, writer, protocol), control=self._control, stats=stats, faults=faults,
             mode=mode, refusal=self._refusal(request, credential),
         )
         logger.info("live session %s opened on %s", stats.id, match["version"])
         await session.run()
+
+    async def _handshake_fault(
+        self, faults: list[Fault], request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Apply a hang or reject fault to the handshake; True when one was applied."""
+        for fault in faults:
+            if fault.kind is FaultKind.HANG:
+                self._control.log_request({"method": "GET", "path": request.path, "status": None, "fault": "hang"})
+                while await reader.read(http11.MAX_HEAD_BYTES):
+                    pass  # never answer; wait for the client to give up
+                return True
+            if fault.kind is FaultKind.REJECT:
+                self._control.log_request(
+                    {"method": "GET", "path": request.path, "status": fault.status, "fault": "reject"}
+                )
+                await _refuse_handshake(writer, request, fault.status, f"Emulated handshake rejection {fault.status}.")
+                return True
+        return False
 
     def _refusal(self, request: HttpRequest, credential: str) -> tuple[int, str] | None:
         """The close a session gets at once for missing or wrong credentials, else None."""
