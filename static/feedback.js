@@ -6,7 +6,7 @@ const GRADING_TIMEOUT_MS = 180_000; // a real grading call can take tens of seco
 
 /**
  * POST /feedback {session_id} and classify the answer.
- * @returns {Promise<{kind: "graded", data: object} | {kind: "unavailable"} | {kind: "none"}
+ * @returns {Promise<{kind: "graded", data: object} | {kind: "unavailable"} | {kind: "not_found"}
  *   | {kind: "failed", status: number, message: string}>}
  */
 export async function requestFeedback(sessionId, { fetchImpl = fetch, timeoutMs = GRADING_TIMEOUT_MS } = {}) {
@@ -41,9 +41,10 @@ async function readJson(response) {
 /** Map an HTTP answer to what the page should do. Pure. */
 export function classify(status, body) {
   if (status === 200 && body && typeof body === "object") return { kind: "graded", data: body };
-  // No route yet (another part of the service), or a server that does not grade.
-  if (status === 405 || status === 501 || (status === 404 && !(body && body.error))) return { kind: "unavailable" };
-  if (status === 404) return { kind: "none" };
+  const code = body && body.error && body.error.code;
+  if (status === 404 && code === "unknown_session") return { kind: "not_found" };
+  // No such route (a server without grading), whatever its 404 body says.
+  if (status === 404 || status === 405 || status === 501) return { kind: "unavailable" };
   const message = body && body.error && typeof body.error.message === "string" ? body.error.message : "";
   return { kind: "failed", status, message };
 }

@@ -49,6 +49,7 @@ export const messages = {
     "feedback.unavailable": "このサーバーではまだ採点機能が使えません。会話は正常に終了しました。",
     "feedback.failed": "採点に失敗しました。会話の記録は保存されています。しばらくしてからもう一度お試しください。",
     "feedback.none": "採点できる会話がありませんでした。",
+    "feedback.not_found": "この会話の記録が見つからないため、採点できませんでした。",
     "error.mic_denied":
       "マイクの使用が許可されていません。アドレスバーのマイクのアイコンから許可して、もう一度「会話を開始」を押してください。文字で話すこともできます。",
     "error.mic_missing": "マイクが見つかりません。マイクをつないでから、もう一度お試しください。文字で話すこともできます。",
@@ -118,6 +119,7 @@ export const messages = {
     "feedback.unavailable": "Grading is not available on this server yet. The conversation ended normally.",
     "feedback.failed": "Grading failed. The conversation record is saved; please try again later.",
     "feedback.none": "There was no conversation to grade.",
+    "feedback.not_found": "This conversation's record was not found, so it could not be graded.",
     "error.mic_denied":
       "The microphone is blocked. Allow it from the microphone icon in the address bar, then press Start conversation again. You can also type.",
     "error.mic_missing": "No microphone was found. Connect one and try again, or type instead.",

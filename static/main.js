@@ -30,7 +30,8 @@ class App {
     this.reconnectAttempt = 0;
     this.connectParams = null;
     this.endedWaiter = null;
-    this.totals = { capturedMs: 0, playedMs: 0, interruptions: 0 };
+    this.totals = { capturedMs: 0, playedMs: 0, flushedMs: 0, interruptions: 0 };
+    this.lastFlush = { lastFlushMs: null, lastFlushAckMs: null, queuedAtLastFlushMs: null };
     this.emulated = false;
     this.meterFrame = 0;
     this._bindSocket();
@@ -320,7 +321,7 @@ class App {
     const result = await requestFeedback(this.sessionId);
     if (result.kind === "graded") this.view.showEvaluation(result.data);
     else if (result.kind === "unavailable") this.view.showFeedbackMessage("feedback.unavailable");
-    else if (result.kind === "none") this.view.showFeedbackMessage("feedback.none");
+    else if (result.kind === "not_found") this.view.showFeedbackMessage("feedback.not_found");
     else this.view.showFeedbackMessage("feedback.failed");
     this.setState(State.DONE);
   }
@@ -333,7 +334,8 @@ class App {
     if (recorder) await recorder.stop();
     if (player) {
       this.totals.playedMs += player.playedMs;
-      this.lastFlushMs = player.lastFlushMs ?? this.lastFlushMs;
+      this.totals.flushedMs += player.flushedMs;
+      this.lastFlush = player.lastFlushMs === null ? this.lastFlush : this._flushFacts(player);
       await player.stop();
     }
   }
@@ -354,10 +356,20 @@ class App {
       droppedFrames: this.socket.droppedFrames,
       playedMs: this.totals.playedMs + (p ? p.playedMs : 0),
       queuedMs: p ? p.queuedMs : 0,
+      flushedMs: this.totals.flushedMs + (p ? p.flushedMs : 0),
       interruptions: this.totals.interruptions,
       underruns: p ? p.underruns : 0,
-      lastFlushMs: p && p.lastFlushMs !== null ? p.lastFlushMs : this.lastFlushMs ?? null,
+      ...(p && p.lastFlushMs !== null ? this._flushFacts(p) : this.lastFlush),
       inputLevel: this.recorder ? this.recorder.level : 0,
+    };
+  }
+
+  // How the last barge-in went: ms from `interrupted` to an empty queue, and what it dropped.
+  _flushFacts(player) {
+    return {
+      lastFlushMs: player.lastFlushMs,
+      lastFlushAckMs: player.lastFlushAckMs,
+      queuedAtLastFlushMs: player.queuedAtLastFlushMs,
     };
   }
 }

@@ -274,6 +274,7 @@ export class JitterBuffer {
     this.head = 0; // read offset into chunks[0]
     this.queuedSamples = 0;
     this.playedSamples = 0;
+    this.droppedSamples = 0; // discarded by flush()
     this.underruns = 0;
     this.phase = Phase.IDLE;
     this.waited = 0; // samples of output time spent buffering with audio queued
@@ -310,7 +311,9 @@ export class JitterBuffer {
     } else {
       this._clear();
     }
-    return before - this.queuedSamples;
+    const dropped = before - this.queuedSamples;
+    this.droppedSamples += dropped;
+    return dropped;
   }
 
   /**

@@ -25,7 +25,8 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     } else if (message.type === "flush") {
       this.queue.flush();
     }
-    this._report(message.type === "flush" ? message.id : undefined);
+    if (message.type === "flush") this._report({ flushId: message.id, flushedAt: currentTime });
+    else this._report();
   }
 
   process(_inputs, outputs) {
@@ -36,14 +37,15 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     return true;
   }
 
-  _report(flushId) {
+  _report(flush = {}) {
     const msPerSample = 1000 / sampleRate;
     this.port.postMessage({
+      ...flush,
       type: "stats",
       playedMs: this.queue.playedSamples * msPerSample,
       queuedMs: this.queue.queuedSamples * msPerSample,
+      flushedMs: this.queue.droppedSamples * msPerSample,
       underruns: this.queue.underruns,
-      flushId,
     });
   }
 }

@@ -13,9 +13,12 @@ export class Player {
     this.pending = []; // chunks pushed before the worklet was ready
     this.playedMs = 0;
     this.queuedMs = 0;
+    this.flushedMs = 0; // dropped by flush() (barge-in), never played
     this.underruns = 0;
     this.flushes = 0;
-    this.lastFlushMs = null; // flush request to queue-empty acknowledgement, + the fade
+    this.lastFlushMs = null; // flush request to silence at the speakers (the fade included), ms
+    this.lastFlushAckMs = null; // flush request to the worklet's acknowledgement on this thread, ms
+    this.queuedAtLastFlushMs = null; // what was waiting to be played when the last flush came
     this._flushStarted = new Map();
     this._flushSeq = 0;
   }
@@ -52,6 +55,10 @@ export class Player {
     this._post(even);
   }
 
+  _pendingMs() {
+    return this.pending.reduce((ms, b) => ms + (b.byteLength / 2 / this.inputRate) * 1000, 0);
+  }
+
   _post(buffer) {
     this.queuedMs += (buffer.byteLength / 2 / this.inputRate) * 1000;
     this.node.port.postMessage({ type: "push", pcm: buffer }, [buffer]);
@@ -59,6 +66,7 @@ export class Player {
 
   /** Drop everything queued now (barge-in). */
   flush() {
+    this.queuedAtLastFlushMs = this.queuedMs + this._pendingMs();
     this.pending = [];
     this.flushes += 1;
     if (!this.node) {
@@ -73,11 +81,22 @@ export class Player {
   _onStats(stats) {
     this.playedMs = stats.playedMs;
     this.queuedMs = stats.queuedMs;
+    this.flushedMs = stats.flushedMs;
     this.underruns = stats.underruns;
     if (stats.flushId !== undefined && this._flushStarted.has(stats.flushId)) {
-      this.lastFlushMs = performance.now() - this._flushStarted.get(stats.flushId) + FADE_MS;
+      const requested = this._flushStarted.get(stats.flushId);
       this._flushStarted.delete(stats.flushId);
+      this.lastFlushMs = Math.max(0, this._audioClockToPerformance(stats.flushedAt) - requested) + FADE_MS;
+      this.lastFlushAckMs = performance.now() - requested;
     }
+  }
+
+  // When the audio rendered at context time `t` (s) leaves the speakers, on the performance.now() clock.
+  // Falls back to "now" where the browser cannot tell (no output timestamp yet).
+  _audioClockToPerformance(t) {
+    const stamp = this.context && this.context.getOutputTimestamp ? this.context.getOutputTimestamp() : null;
+    if (t === undefined || !stamp || !(stamp.performanceTime > 0)) return performance.now();
+    return stamp.performanceTime + (t - stamp.contextTime) * 1000;
   }
 
   async stop() {

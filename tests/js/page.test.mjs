@@ -77,8 +77,9 @@ test("feedback answers are classified into what the page shows", () => {
   const cases = [
     [200, { evaluation: {} }, "graded"],
     [404, null, "unavailable"],
+    [404, { error: { code: "not_found", message: "The requested URL was not found" } }, "unavailable"],
     [405, { error: { code: "method_not_allowed" } }, "unavailable"],
-    [404, { error: { code: "not_found", message: "unknown session" } }, "none"],
+    [404, { error: { code: "unknown_session", message: "no recorded conversation" } }, "not_found"],
     [502, { error: { code: "grading_failed", message: "upstream" } }, "failed"],
     [500, null, "failed"],
     [200, null, "failed"],

@@ -271,6 +271,7 @@ describe("JitterBuffer", () => {
     const dropped = jb.flush();
     assert.equal(jb.queuedSamples, 48);
     assert.equal(dropped, 24000 - QUANTUM - 48);
+    assert.equal(jb.droppedSamples, dropped, "dropped audio is counted, so played + queued + dropped = received");
     const out = new Float32Array(QUANTUM);
     assert.equal(jb.read(out), 48);
     for (let i = 1; i < 48; i++) assert.ok(out[i] <= out[i - 1], "monotonic fade to silence");
