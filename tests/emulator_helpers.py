@@ -1,7 +1,7 @@
 """Helpers for tests that talk to the Gemini emulator: audio, SDK clients, raw sockets.
 
 ``TIMEOUT_S`` is the one time unit every wait in these tests is scaled from; raise
-``LIVETALK_TEST_TIMEOUT_S`` on a slow machine.
+``TEST_TIMEOUT_SCALE`` (as for the rest of the suite) on a slow machine.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from livetalk.emulator import Emulator
 
 T = TypeVar("T")
 
-TIMEOUT_S = float(os.environ.get("LIVETALK_TEST_TIMEOUT_S", "10"))
+SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
+TIMEOUT_S = 10.0 * SCALE
 API_KEY = "test-key-not-real"
 INPUT_RATE_HZ = 16000
 CHUNK_MS = 20

@@ -26,6 +26,8 @@ T = TypeVar("T")
 POLL_INTERVAL_S = 0.01  # wait_for re-checks its predicate at least this often
 MAX_REQUEST_LOG = 200  # REST requests kept for inspection
 MAX_TURN_LOG = 100  # turns kept per session
+MAX_CLOSED_SESSIONS = 1000  # older closed sessions are forgotten (a long-running demo must not grow)
+MAX_HANDLES = 10000  # resumption handles remembered, oldest forgotten first
 
 
 class Mode(str, enum.Enum):
@@ -321,13 +323,21 @@ class Control:
             self._next_id += 1
             stats = SessionStats(id=f"s{self._next_id}", **fields)
             self._sessions[stats.id] = stats
+            self._forget_old_sessions()
             self._changed.notify_all()
             return stats
+
+    def _forget_old_sessions(self) -> None:
+        closed = [key for key, stats in self._sessions.items() if not stats.open]
+        for key in closed[: max(0, len(closed) - MAX_CLOSED_SESSIONS)]:
+            del self._sessions[key]
 
     def save_handle(self, handle: str, state: Mapping[str, Any]) -> None:
         """Remember what a resumption handle restores."""
         with self._lock:
             self._handles[handle] = dict(state)
+            while len(self._handles) > MAX_HANDLES:
+                del self._handles[next(iter(self._handles))]
 
     def resume(self, handle: str) -> dict[str, Any] | None:
         """The state saved under ``handle``, or None when it is unknown."""
