@@ -36,7 +36,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _configure_logging(settings: Settings) -> None:
     from livetalk.logs import configure_logging
 
-    configure_logging(settings.log_level, secrets=tuple(s for s in (settings.gemini_api_key,) if s))
+    secrets = tuple(s for s in (settings.gemini_api_key, settings.ticket_secret) if s)
+    configure_logging(settings.log_level, secrets=secrets)
 
 
 def main() -> None:

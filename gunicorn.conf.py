@@ -7,8 +7,13 @@ use both cores of a 2-vCPU Cloud Run instance. Keep Cloud Run's ``--concurrency`
 equal to WEB_CONCURRENCY × GUNICORN_THREADS (2 × 100 = 200 by default).
 """
 import os
+import secrets
 
 from livetalk.logs import gunicorn_logconfig_dict
+
+# Every worker must sign and check tickets with the same key: without a configured
+# TICKET_SECRET, the master makes one up before forking (per instance, not across instances).
+os.environ.setdefault("TICKET_SECRET", secrets.token_urlsafe(32))
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -23,6 +28,7 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logconfig_dict = gunicorn_logconfig_dict(loglevel.upper())  # JSON lines for Cloud Logging
+control_socket_disable = True  # no control socket under $HOME: the container user has no use for it
 preload_app = False  # every worker builds its own app, loop thread and clients after fork
 
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import live, livewire, protocol as wire
+from . import live, livewire, protocol as wire, resume
 from .protocol import Close, ErrorCode, Mode
 from .wsio import BrowserSocket, attach, wait_closed
 
@@ -36,6 +36,7 @@ KEEPALIVE_INTERVAL_S = 20.0  # browser pings; a socket silent for 2 intervals is
 TICK_S = 1.0  # limit checks
 MAX_PENDING_AUDIO_BYTES = 16000 * 2 * 10  # 10 s held while Gemini reconnects
 MAX_RECONNECTS = 3
+SHUTDOWN_FINALIZE_S = 4.0  # when draining, stop waiting for the recording's upload after this
 
 
 class Phase(enum.Enum):
@@ -54,7 +55,7 @@ class Recorder(Protocol):
     def transcript(self, role: str, text: str, final: bool) -> None: ...
     def turn_complete(self) -> None: ...
     def interrupted(self) -> None: ...
-    def finalize(self, reason: str) -> str | None: ...  # blocking: called in a worker thread
+    def finalize(self, reason: str, timeout: float | None = None) -> str | None: ...  # blocking
 
 
 class NullRecorder:
@@ -66,7 +67,7 @@ class NullRecorder:
     def turn_complete(self) -> None: ...
     def interrupted(self) -> None: ...
 
-    def finalize(self, reason: str) -> str | None:
+    def finalize(self, reason: str, timeout: float | None = None) -> str | None:
         return None
 
 
@@ -110,6 +111,9 @@ class Conversation:
         settings: Any,
         emulated: bool,
         recorder: Recorder | None = None,
+        resume_secret: bytes | None = None,
+        started_at: float | None = None,
+        segment: int = 0,
         on_finished: Callable[[Conversation], None] | None = None,
     ) -> None:
         self.session_id = session_id
@@ -137,6 +141,11 @@ class Conversation:
         self._last_client_frame = time.monotonic()
         self._warned_limit = False
         self._recording_uri: str | None = None
+        self._finalize_timeout: float | None = None
+        self._resume_secret = resume_secret
+        self._started_at = started_at if started_at is not None else time.time()
+        self._segment = segment
+        self._resume_ticket: str | None = self._mint_resume_ticket()
 
     # --- entry points ----------------------------------------------------------------
 
@@ -156,6 +165,7 @@ class Conversation:
 
     def shutdown(self, message: str = "the server is restarting; reconnect to continue") -> None:
         """Drain: tell the client to reconnect elsewhere and end the conversation."""
+        self._finalize_timeout = SHUTDOWN_FINALIZE_S
         self._finish(ErrorCode.SHUTTING_DOWN, message, Close.GOING_AWAY)
 
     # --- upstream lifecycle ----------------------------------------------------------
@@ -176,7 +186,7 @@ class Conversation:
         self.phase = Phase.LIVE
         self._browser.send_text(wire.ready(
             session_id=self.session_id, scenario=self.scenario_id, mode=self.mode,
-            resume=None, emulated=self._emulated,
+            resume=self._resume_ticket, emulated=self._emulated,
         ))
         self._spawn(self._sender())
         self._spawn(self._receiver(self._upstream))
@@ -388,8 +398,21 @@ class Conversation:
             self.stats.tokens += int(usage.get("totalTokenCount") or 0)
 
     def _on_resumption(self, ev: livewire.Resumption) -> None:
-        if ev.resumable and ev.handle:
+        if ev.resumable and ev.handle and ev.handle != self._resume_handle:
             self._resume_handle = ev.handle
+            self._resume_ticket = self._mint_resume_ticket()
+            if self._resume_ticket:
+                self._browser.send_text(wire.resumable(self._resume_ticket))
+
+    def _mint_resume_ticket(self) -> str | None:
+        """A ticket to continue this conversation on a new socket, once Gemini gave a handle."""
+        if not (self._resume_secret and self._resume_handle):
+            return None
+        state = resume.ResumeState(
+            session_id=self.session_id, scenario=self.scenario_id, mode=self.mode.value,
+            handle=self._resume_handle, started_at=self._started_at, segment=self._segment + 1,
+        )
+        return resume.mint(self._resume_secret, state, now=time.time())
 
     def _on_go_away(self, ev: livewire.GoAway) -> None:
         log.info("Gemini GoAway (time left %s s): resuming on a new connection", ev.time_left_s,
@@ -477,7 +500,8 @@ class Conversation:
     async def _finalize_recording(self) -> str | None:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(None, self._recorder.finalize, self.end_reason)
+            return await loop.run_in_executor(None, self._recorder.finalize, self.end_reason,
+                                              self._finalize_timeout)
         except Exception:
             log.exception("recording could not be finalised", extra={"fields": {"session_id": self.session_id}})
             return None

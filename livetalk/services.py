@@ -8,9 +8,11 @@ loop thread, the embedded Gemini emulator and the cloud clients start on first u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -24,18 +26,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("livetalk")
 
+DRAIN_WAIT_S = 6.0  # at shutdown, conversations get this long to close and finalise (Cloud Run: 10 s)
+
 
 class Services:
     """Owns the shared asyncio loop, the google-genai client and the emulator (if any)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, storage: Any = None) -> None:
         self.settings = settings
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._emulator: Emulator | None = None
         self._client: genai.Client | None = None
-        self._storage: Any = None
+        self._storage: Any = storage
         self.draining = threading.Event()
         self.gate = security.SocketGate.from_settings(settings)
         self.ticket_secret = security.ticket_key(settings.ticket_secret)
@@ -157,8 +161,35 @@ class Services:
         for conversation in list(self.sessions.values()):
             conversation.shutdown()
 
+    def _drain_sessions(self, timeout_s: float) -> None:
+        """End open conversations and wait (≤ ``timeout_s``) until they have closed and finalised."""
+        loop = self._loop
+        if loop is None:
+            return
+        if self.sessions:
+            self.begin_drain()
+            deadline = time.monotonic() + timeout_s
+            while self.sessions and time.monotonic() < deadline:
+                time.sleep(0.02)
+        # Whatever is left is cancelled, so no request thread waits on a loop that has stopped.
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_cancel_all_tasks(), loop).result(1.0)
+
+    def new_recorder(self, session_id: str, scenario_id: str, *, started_at, segment: int = 0):
+        """A recorder for one conversation (no I/O until it receives audio)."""
+        from .recording import ConversationRecorder
+
+        return ConversationRecorder(
+            self.storage, session_id=session_id, scenario_id=scenario_id,
+            started_at=started_at, segment=segment,
+        )
+
     def close(self) -> None:
-        """Stop the loop and the emulator (tests, process exit)."""
+        """Finish pending storage writes, stop the loop and the emulator (tests, process exit)."""
+        from .feedback import shutdown_feedback_pool
+
+        self._drain_sessions(DRAIN_WAIT_S)
+        shutdown_feedback_pool(wait=True)
         with self._lock:
             loop, self._loop = self._loop, None
             emu, self._emulator = self._emulator, None
@@ -169,3 +200,10 @@ class Services:
                 self._loop_thread.join(timeout=5)
         if emu is not None:
             emu.stop()
+
+
+async def _cancel_all_tasks() -> None:
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not current:
+            task.cancel()

@@ -7,10 +7,10 @@ end: no per-frame work happens on it.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 import time
-from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
 from flask_sock import Sock
@@ -18,10 +18,10 @@ from werkzeug.exceptions import HTTPException
 
 import prompts
 
-from . import __version__, live, relay, security
+from . import __version__, live, relay, resume, security
 from .feedback import feedback_bp
 from .logs import TraceContextMiddleware, log_context
-from .protocol import Close, ErrorCode, ProtocolError, parse_mode
+from .protocol import Close, ErrorCode, Mode, ProtocolError, parse_mode
 from .services import Services
 
 log = logging.getLogger("livetalk.web")
@@ -116,8 +116,11 @@ def _mint_ticket(services: Services):
     return jsonify({"token": token, "expires_at": expires_at, "scenario": scenario.id})
 
 
+_HTTP_CODES = {400: "bad_request", 413: "too_large", 429: "rate_limited"}
+
+
 def _http_error(exc: HTTPException):
-    code = (exc.name or "error").lower().replace(" ", "_")
+    code = _HTTP_CODES.get(exc.code) or (exc.name or "error").lower().replace(" ", "_")
     return jsonify({"error": {"code": code, "message": exc.description or exc.name}}), exc.code
 
 
@@ -140,11 +143,10 @@ def _relay_socket(ws, services: Services) -> None:
 
 
 def _close_for(code: ErrorCode) -> Close:
-    if code is ErrorCode.CAPACITY:
-        return Close.TRY_AGAIN_LATER
     if code is ErrorCode.SHUTTING_DOWN:
         return Close.GOING_AWAY
-    return Close.POLICY
+    refusal = security.REFUSALS.get(code)
+    return refusal.close if refusal else Close.POLICY
 
 
 def _admit(services: Services, req, ip: str) -> relay.Conversation:
@@ -155,18 +157,32 @@ def _admit(services: Services, req, ip: str) -> relay.Conversation:
     settings = services.settings
     if services.draining.is_set():
         raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the server is restarting; try again in a moment")
-    if not security.origin_allowed(req.headers.get("Origin"), req.host_url, settings.allowed_origins):
+    # Behind Cloud Run's TLS front end the request arrives as http: compare with the public scheme.
+    proto = req.headers.get("X-Forwarded-Proto") if settings.trust_forwarded_for else None
+    if not security.origin_allowed(req.headers.get("Origin"), req.host_url, settings.allowed_origins,
+                                   forwarded_proto=proto):
         raise ProtocolError(ErrorCode.FORBIDDEN_ORIGIN, "this site may not open conversations here")
-    scenario = prompts.get_scenario(req.args.get("scenario"))
+    resuming = _resume_state(services, req.args.get("resume"))
+    scenario = prompts.get_scenario(resuming.scenario if resuming else req.args.get("scenario"))
     if scenario is None:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "unknown scenario")
-    mode = parse_mode(req.args.get("mode"))
-    if settings.require_ticket:
+    mode = Mode(resuming.mode) if resuming else parse_mode(req.args.get("mode"))
+    if settings.require_ticket and resuming is None:  # a valid resume ticket already proves access
         _check_ticket(services, req.args.get("token"), scenario.id)
     refusal = services.gate.admit(ip)
     if refusal is not None:
-        raise ProtocolError(ErrorCode(refusal.code), refusal.message)
-    return _conversation(services, scenario, mode)
+        raise ProtocolError(refusal.code, refusal.message)
+    return _conversation(services, scenario, mode, resuming)
+
+
+def _resume_state(services: Services, token: str | None) -> resume.ResumeState | None:
+    if not token:
+        return None
+    try:
+        return resume.verify(services.ticket_secret, token, now=time.time())
+    except resume.ResumeError as exc:
+        raise ProtocolError(ErrorCode.UNAUTHORIZED,
+                            f"resume ticket {exc.reason}: start a new conversation") from None
 
 
 def _check_ticket(services: Services, token: str | None, scenario_id: str) -> None:
@@ -177,22 +193,35 @@ def _check_ticket(services: Services, token: str | None, scenario_id: str) -> No
                             f"access ticket {exc.reason}: request a new one from POST /session") from None
 
 
-def _conversation(services: Services, scenario: prompts.Scenario, mode) -> relay.Conversation:
+def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
+                  resuming: resume.ResumeState | None) -> relay.Conversation:
     settings = services.settings
+    session_id = resuming.session_id if resuming else _new_session_id()
+    started_at = resuming.started_at if resuming else time.time()
+    segment = resuming.segment if resuming else 0
     setup = live.LiveSetup(
         model=settings.gemini_live_model,
         system_instruction=scenario.system_instruction,
         voice=settings.gemini_voice or scenario.voice,
         vad=scenario.vad,
+        resume_handle=resuming.handle if resuming else None,
+    )
+    recorder = services.new_recorder(
+        session_id, scenario.id, segment=segment,
+        started_at=dt.datetime.fromtimestamp(started_at, dt.timezone.utc),
     )
     return relay.Conversation(
-        session_id=_new_session_id(),
+        session_id=session_id,
         setup=setup,
         mode=mode,
         scenario_id=scenario.id,
         client=services.genai_client(),
         settings=settings,
         emulated=services.emulated,
+        recorder=recorder,
+        resume_secret=services.ticket_secret,
+        started_at=started_at,
+        segment=segment,
     )
 
 
