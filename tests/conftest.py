@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from livetalk.config import Settings  # noqa: E402
+from tests.gcs_helpers import gcs_env, gcs_server, gcs_storage  # noqa: E402,F401  (fixtures)
 
 # One scalable timeout unit for every wait in the suite (raise it on a slow machine).
 UNIT_S = 5.0 * float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
@@ -61,6 +62,14 @@ def emulator():
     emu = Emulator(host="127.0.0.1", port=0).start()
     yield emu
     emu.stop()
+
+
+@pytest.fixture()
+def emu(emulator):
+    """The shared emulator with no faults queued and empty session and request logs."""
+    emulator.control.reset()
+    yield emulator
+    emulator.control.reset()
 
 
 @pytest.fixture()

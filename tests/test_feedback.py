@@ -20,7 +20,7 @@ from livetalk.recording import ConversationRecorder
 from livetalk.services import Services
 from livetalk.storage import GcsStorage, LocalStorage
 from livetalk.wav import FLAC, MP3, OGG, WAV, WEBM, sniff_audio, wav_header
-from tests.gcs_helpers import FakeGcsServer, gcs_env, gcs_server, gcs_storage  # noqa: F401  (fixtures)
+from tests.gcs_helpers import FakeGcsServer
 
 LOG = [{"role": "user", "text": "本日はありがとうございます。お困りのことはありますか？"},
        {"role": "model", "text": "問い合わせ対応が大変です。"},
@@ -43,14 +43,6 @@ class _TestServices(Services):
     @property
     def storage(self):
         return self._test_storage
-
-
-@pytest.fixture
-def emu(emulator):
-    """The session's Gemini emulator (conftest), with faults and its request log cleared."""
-    emulator.control.reset()
-    yield emulator
-    emulator.control.reset()
 
 
 @pytest.fixture

@@ -23,14 +23,6 @@ TURNS = [
 
 
 @pytest.fixture
-def emu(emulator):
-    """The session's Gemini emulator (conftest), with faults and its request log cleared."""
-    emulator.control.reset()
-    yield emulator
-    emulator.control.reset()
-
-
-@pytest.fixture
 def client(settings, emu):
     """The service's google-genai client, reaching the emulator as an operator would configure it."""
     services = Services(settings)

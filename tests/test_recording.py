@@ -14,7 +14,7 @@ import pytest
 from livetalk import recording
 from livetalk.recording import ConversationRecorder, find_recording
 from livetalk.storage import LocalStorage
-from tests.gcs_helpers import FakeGcsServer, gcs_env, gcs_server, gcs_storage  # noqa: F401  (fixtures)
+from tests.gcs_helpers import FakeGcsServer
 
 STARTED = dt.datetime(2025, 3, 9, 23, 59, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))  # 2025-03-10 UTC
 BLOCK_S = 0.1  # resolution of the activity maps below

@@ -12,14 +12,6 @@ from conftest import UNIT_S, frames, silence, tone
 from wsclient import RelayClient
 
 
-@pytest.fixture()
-def emu(emulator):
-    """The shared emulator with no faults queued and an empty session list."""
-    emulator.control.reset()
-    yield emulator
-    emulator.control.reset()
-
-
 def open_client(server, **query) -> RelayClient:
     return RelayClient(server.ws_url, timeout_s=UNIT_S, **query)
 
@@ -355,3 +347,52 @@ def test_draining_tells_clients_to_reconnect(live_server, emu):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(live_server.url + "/healthz", timeout=UNIT_S)
     assert info.value.code == 503
+
+
+# --- recording and resumption ----------------------------------------------------------
+
+
+def test_conversation_is_recorded_and_ended_names_it(live_server, emu, settings):
+    """`ended.recording` names the stored conversation: stereo audio and both sides' transcript."""
+    import json as _json
+    import wave
+
+    with open_client(live_server) as client:
+        client.ready()
+        client.stream(frames(tone(0.8) + silence(1.2)), frame_s=0.005)
+        client.wait_type("complete")
+        client.send_json({"type": "end"})
+        recording = client.wait_type("ended")["recording"]
+    assert recording
+    folder = next(settings.data_dir.glob("conversations/*/*/*/*"))
+    assert folder.name in recording
+    with wave.open(str(folder / "audio.wav")) as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (2, 24000, 2)
+        assert wav.getnframes() / 24000 >= 2.0
+    lines = [_json.loads(line) for line in (folder / "transcript.jsonl").read_text().splitlines()]
+    assert {line["role"] for line in lines} == {"user", "model"}
+
+
+def test_dropped_socket_resumes_with_its_ticket(live_server, emu):
+    """A client whose socket dropped continues the same conversation with its latest resume ticket."""
+    with open_client(live_server) as client:
+        session_id = client.ready()["session_id"]
+        client.send_json({"type": "text", "text": "最初の質問です"})
+        client.wait_type("complete")
+        ticket = client.wait_type("resumable")["resume"]
+    wait_upstream_closed(emu, within_s=1.0)
+    with open_client(live_server, resume=ticket) as again:
+        ready = again.ready()
+        assert ready["session_id"] == session_id and ready["resume"]
+        again.send_json({"type": "text", "text": "続きです"})
+        assert again.wait_type("complete")["full_text"]
+    first, second = emu.control.sessions()[-2:]
+    assert second["resume_handle"] == first["last_handle"]
+
+
+@pytest.mark.parametrize("ticket", ["garbage", "e30.AAAA"])
+def test_bad_resume_ticket_is_unauthorized(live_server, emu, ticket):
+    """A malformed or forged resume ticket is refused with `unauthorized` and 1008."""
+    with open_client(live_server, resume=ticket) as client:
+        assert client.wait_type("error")["code"] == "unauthorized"
+        assert client.wait_closed().code == 1008

@@ -18,7 +18,7 @@ from livetalk.storage import (
     check_key,
     create_storage,
 )
-from tests.gcs_helpers import FakeGcsServer, gcs_env, gcs_server, gcs_storage  # noqa: F401  (fixtures)
+from tests.gcs_helpers import FakeGcsServer
 
 
 @pytest.fixture(params=["local", "gcs"])
