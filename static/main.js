@@ -17,6 +17,8 @@ const LANGUAGE_KEY = "livetalk.lang";
 const ENDS_CONVERSATION = new Set(["session_limit", "idle_timeout"]);
 // Non-fatal errors that need no message (the session just goes on).
 const QUIET = new Set(["shutting_down"]);
+// States in which a conversation is (being) set up or running.
+const TALKING = new Set([State.CONNECTING, State.LIVE, State.RECONNECTING]);
 
 class App {
   constructor(view) {
@@ -51,7 +53,7 @@ class App {
     this._bindControls();
     this.setState(State.IDLE);
     await Promise.all([this._loadScenarios(), this._checkHealth()]);
-    this.setState(State.IDLE);
+    this.setState(this.state); // the controls now know the scenarios (a conversation may have started)
   }
 
   async _loadScenarios() {
@@ -96,7 +98,7 @@ class App {
   // --- starting ---------------------------------------------------------------------
 
   async start() {
-    if ([State.CONNECTING, State.LIVE, State.RECONNECTING, State.ENDING, State.GRADING].includes(this.state)) return;
+    if (![State.IDLE, State.DONE, State.ERROR].includes(this.state)) return;
     const mode = this.view.selectedMode();
     this.connectParams = { scenario: this.view.selectedScenario(), mode };
     this._resetConversation();
@@ -202,7 +204,6 @@ class App {
     this._setEmulated(Boolean(message.emulated));
     this.reconnectAttempt = 0;
     if (this.state === State.CONNECTING || this.state === State.RECONNECTING) {
-      if (this.view.errorKey === "error.shutting_down") this.view.clearError();
       this.setState(State.LIVE);
     }
   }
@@ -223,11 +224,8 @@ class App {
       if (!QUIET.has(code)) this.view.showError(errorKey(code), message.message);
       return;
     }
-    if (code === "shutting_down" && this.resumeTicket) {
-      this.view.showError("error.shutting_down");
-      this._beginReconnect();
-      return;
-    }
+    if (!TALKING.has(this.state)) return; // already ending or failed: the close follows
+    if (code === "shutting_down" && this._reconnectIfPossible()) return;
     if (ENDS_CONVERSATION.has(code)) {
       this.view.showError(errorKey(code), message.message);
       this._finish();
@@ -239,37 +237,29 @@ class App {
   // --- connection trouble -----------------------------------------------------------
 
   _onClose(info) {
-    if (this.state === State.ENDING) {
-      this._resolveEnded(null);
-      return;
-    }
-    if (this.state === State.LIVE || this.state === State.RECONNECTING || this.state === State.CONNECTING) {
-      this._onSocketLost(info);
-    }
+    if (this.state === State.ENDING) this._resolveEnded(null);
+    else this._onSocketLost(info);
   }
 
   _onSocketLost(info) {
-    if (![State.CONNECTING, State.LIVE, State.RECONNECTING].includes(this.state)) return;
-    if (this.state === State.CONNECTING && this.reconnectAttempt === 0) {
-      // Never got going: a full server closes 1013 without a usable message in some browsers.
-      this._fail(info && info.code === 1013 ? "capacity" : "connection_lost");
-      return;
-    }
-    if (this.resumeTicket && this.reconnectAttempt < RECONNECT_DELAYS_MS.length) {
-      this._beginReconnect();
-      return;
-    }
-    this._fail("connection_lost");
+    if (!TALKING.has(this.state)) return;
+    const neverReady = this.state === State.CONNECTING;
+    if (!neverReady && this._reconnectIfPossible()) return;
+    // A full server says so in an error event first; 1013 alone means the same.
+    this._fail(neverReady && info && info.code === 1013 ? "capacity" : "connection_lost");
   }
 
-  _beginReconnect() {
+  // Reconnect with the resume ticket (the conversation continues where it was), a few times.
+  _reconnectIfPossible() {
+    if (!this.resumeTicket || this.reconnectAttempt >= RECONNECT_DELAYS_MS.length) return false;
     this.socket.close();
-    const delay = RECONNECT_DELAYS_MS[Math.min(this.reconnectAttempt, RECONNECT_DELAYS_MS.length - 1)];
+    const delay = RECONNECT_DELAYS_MS[this.reconnectAttempt];
     this.reconnectAttempt += 1;
     this.setState(State.RECONNECTING);
     setTimeout(() => {
       if (this.state === State.RECONNECTING) this._connect();
     }, delay);
+    return true;
   }
 
   async _fail(code, detail = "") {
@@ -283,7 +273,7 @@ class App {
   // --- ending -----------------------------------------------------------------------
 
   async end() {
-    if (![State.CONNECTING, State.LIVE, State.RECONNECTING].includes(this.state)) return;
+    if (!TALKING.has(this.state)) return;
     const wasConnecting = this.state === State.CONNECTING;
     this.setState(State.ENDING);
     const stopping = this._stopAudio();

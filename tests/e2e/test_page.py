@@ -292,27 +292,29 @@ def test_a_server_that_dies_mid_conversation_is_reported_as_a_lost_connection(se
     snap(page, "error-connection-lost")
 
 
-def test_a_full_server_asks_to_try_again_later(make_server, open_page, silence):
-    """At capacity the page says the server is full and to try again in a minute or two."""
+@pytest.mark.parametrize(("limit", "code", "words"), [
+    ({"max_sessions": 1}, "capacity", "混み合っています"),
+    ({"new_sockets_per_ip_per_min": 1}, "rate_limited", "1分ほど待って"),
+], ids=["server-full", "rate-limited"])
+def test_a_refused_conversation_says_when_to_try_again(make_server, open_page, limit, code, words):
+    """When the server is full or this client opened too many conversations, the page says to wait and retry."""
     from wsclient import RelayClient
 
-    server = make_server(max_sessions=1)
-    occupant = RelayClient(server.ws_url, timeout_s=UNIT_S, mode="text")
-    try:
+    server = make_server(**limit)
+    with RelayClient(server.ws_url, timeout_s=UNIT_S, mode="text") as occupant:
         occupant.ready()
-        page = open_page(server.url, wav=silence)
+        page = open_page(server.url)
         start(page, mode="text")
         expect_state(page, "error")
-        expect_error(page, "capacity")
-        expect(page.get_by_test_id("error")).to_contain_text("混み合っています")
-    finally:
-        occupant.ws.close()
+        expect_error(page, code)
+        expect(page.get_by_test_id("error")).to_contain_text(words)
+        expect(page.get_by_test_id("start")).to_be_enabled()
 
 
 @pytest.mark.parametrize(("fault", "params", "code"), [
     ("reject", {"status": 503}, "upstream_unavailable"),
     ("close", {"code": 1011, "reason": "Internal error encountered.", "when": "setup"}, "upstream_error"),
-])
+], ids=["unreachable", "closed-with-error"])
 def test_gemini_trouble_is_explained(live_server, emulator, open_page, fault, params, code):
     """When Gemini cannot be reached or ends the session with an error, the page says so plainly."""
     page = open_page(live_server.url)
@@ -321,6 +323,42 @@ def test_gemini_trouble_is_explained(live_server, emulator, open_page, fault, pa
     expect_state(page, "error", timeout_ms=3 * UNIT_MS)
     expect_error(page, code)
     expect(page.get_by_test_id("error")).to_contain_text("Gemini")
+
+
+def test_a_restarting_server_ends_the_conversation_with_advice(live_server, open_page):
+    """When the server drains for a restart, the page says so and how to continue."""
+    page = open_page(live_server.url)
+    start(page, mode="text")
+    expect_state(page, "live")
+    live_server.services.begin_drain()
+    expect_state(page, "error")
+    expect_error(page, "shutting_down")
+    expect(page.get_by_test_id("error")).to_contain_text("再起動")
+
+
+def test_the_length_limit_is_announced_then_the_conversation_is_graded(make_server, open_page):
+    """Near the maximum length a warning appears; at the limit the conversation ends and goes to grading."""
+    server = make_server(session_max_s=2 * UNIT_S / 5, session_warning_s=UNIT_S / 5)
+    page = open_page(server.url)
+    start(page, mode="text")
+    expect_state(page, "live")
+    expect_error(page, "session_limit.warning", timeout_ms=UNIT_MS)
+    expect_state(page, "done", timeout_ms=3 * UNIT_MS)
+    expect_error(page, "session_limit")
+    expect(page.get_by_test_id("feedback")).not_to_be_empty()
+
+
+def test_demo_mode_is_announced(make_server, open_page):
+    """Without a Gemini key the built-in emulator answers, and the page says it is a demo."""
+    server = make_server(gemini_api_key=None)
+    page = open_page(server.url)
+    expect(page.get_by_test_id("emulated-banner")).to_be_visible()
+    start(page, mode="text")
+    expect_state(page, "live", timeout_ms=4 * UNIT_MS)
+    assert stats(page)["emulated"] is True
+    page.get_by_test_id("text-input").fill("こんにちは")
+    page.get_by_test_id("send").click()
+    expect(utterances(page, "model", final=True).last).to_contain_text("エミュレーター", timeout=4 * UNIT_MS)
 
 
 # --- the client's own state machine, with a scripted socket ------------------------------------------
@@ -412,8 +450,8 @@ def test_every_state_of_a_conversation_is_shown_and_the_evaluation_is_rendered_s
     ("capacity", 1013, "混み合っています"),
     ("upstream_unavailable", 1011, "Gemini"),
     ("upstream_error", 1011, "Gemini"),
-    ("rate_limited", 1013, "1分ほど待って"),
-])
+    ("rate_limited", 1008, "1分ほど待って"),
+], ids=["capacity", "upstream_unavailable", "upstream_error", "rate_limited"])
 def test_fatal_relay_errors_become_plain_advice(live_server, open_page, snap, code, close, words):
     """Each fatal error code the relay can send is shown as a plain sentence with what to do."""
     page = open_page(live_server.url)
@@ -456,3 +494,34 @@ def test_grading_that_is_not_available_ends_plainly(live_server, open_page):
     expect_state(page, "done")
     expect(page.get_by_test_id("feedback")).to_contain_text("採点機能が使えません")
     expect(page.get_by_test_id("feedback")).not_to_have_attribute("data-score", re.compile(".*"))
+
+
+def test_reconnecting_gives_up_after_a_few_tries(live_server, open_page):
+    """A dropped socket is retried with the resume ticket a few times, then reported as lost."""
+    page = open_page(live_server.url)
+    relay = ScriptedRelay(page)
+    start(page, mode="text")
+    first = relay.wait_socket(1, page)
+    relay.send(first, **ready(resume="ticket-1"))
+    expect_state(page, "live")
+    first.close(code=1011)
+    for n in (2, 3, 4):
+        retry = relay.wait_socket(n, page)
+        assert "resume=ticket-1" in retry.url
+        retry.close(code=1011)
+    expect_state(page, "error", timeout_ms=2 * UNIT_MS)
+    expect_error(page, "connection_lost")
+    assert len(relay.sockets) == 4
+
+
+def test_ending_while_still_connecting_stops_cleanly(live_server, open_page):
+    """End before the session is ready closes everything and ends without a grade."""
+    page = open_page(live_server.url)
+    relay = ScriptedRelay(page)
+    start(page, mode="text")
+    relay.wait_socket(1, page)
+    expect_state(page, "connecting")
+    page.get_by_test_id("end").click()
+    expect_state(page, "done")
+    expect(page.get_by_test_id("feedback")).to_contain_text("採点できる会話がありませんでした")
+    expect(page.get_by_test_id("start")).to_be_enabled()
