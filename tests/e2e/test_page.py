@@ -147,7 +147,10 @@ def test_spoken_turn_arrives_intact_both_sides_are_transcribed_and_the_reply_is_
     ratio_db = 10 * math.log10(heard_energy / speech_once.energy)
     # Chrome's echo cancellation, noise suppression and auto gain (all requested) may change the level a little.
     assert -6 < ratio_db < 6, f"energy heard differs from the WAV's by {ratio_db:.1f} dB"
+    # The emulator timed the utterance (first to last 10 ms frame above -40 dBFS, to 0.1 s) as the WAV holds it.
     assert session["turns_answered"] >= 1
+    heard_s = float(re.search(r"\d+(?:\.\d+)?", session["turns"][0]["input"]).group())
+    assert abs(heard_s - speech_once.speech_s) <= 0.2, (heard_s, speech_once.speech_s)
 
     expect(page.get_by_test_id("feedback")).not_to_be_empty()
     snap(page, "done")
@@ -346,6 +349,31 @@ def test_the_length_limit_is_announced_then_the_conversation_is_graded(make_serv
     expect_state(page, "done", timeout_ms=3 * UNIT_MS)
     expect_error(page, "session_limit")
     expect(page.get_by_test_id("feedback")).not_to_be_empty()
+
+
+def test_a_dropped_gemini_connection_is_resumed_and_the_conversation_goes_on(live_server, emulator, open_page):
+    """When Gemini's connection drops, the status shows reconnecting, then live, and the conversation continues."""
+    page = open_page(live_server.url)
+    page.evaluate("""() => {
+      window.__states = [];
+      const status = document.querySelector('[data-testid="status"]');
+      new MutationObserver(() => window.__states.push(status.dataset.state))
+        .observe(status, { attributes: true, attributeFilter: ["data-state"] });
+    }""")
+    start(page, mode="text")
+    expect_state(page, "live")
+    box = page.get_by_test_id("text-input")
+    box.fill("はじめまして")
+    box.press("Enter")
+    expect(utterances(page, "model", final=True)).to_have_count(1, timeout=4 * UNIT_MS)
+    box.fill("!emu drop")  # the emulator's trigger: drop the TCP connection without a close frame
+    box.press("Enter")
+    page.wait_for_function("() => window.__states.includes('reconnecting')", timeout=2 * UNIT_MS)
+    expect_state(page, "live", timeout_ms=2 * UNIT_MS)
+    box.fill("続けましょう")
+    box.press("Enter")
+    expect(utterances(page, "model", final=True).last).to_contain_text("続けましょう", timeout=4 * UNIT_MS)
+    expect(page.get_by_test_id("error")).to_be_empty()
 
 
 def test_demo_mode_is_announced(make_server, open_page):
