@@ -32,7 +32,8 @@ from .wsio import BrowserSocket, attach, wait_closed
 
 log = logging.getLogger("livetalk.relay")
 
-KEEPALIVE_INTERVAL_S = 20.0  # browser pings; a socket silent for 2 intervals is dead
+KEEPALIVE_INTERVAL_S = 20.0  # browser pings; no frame and no pong for DEAD_PEER_S means the peer is gone
+DEAD_PEER_S = 2.5 * KEEPALIVE_INTERVAL_S
 TICK_S = 1.0  # limit checks
 MAX_PENDING_AUDIO_BYTES = 16000 * 2 * 10  # 10 s held while Gemini reconnects
 MAX_RECONNECTS = 3
@@ -297,7 +298,7 @@ class Conversation:
         _CLIENT_HANDLERS[type(msg)](self, msg)
 
     def _on_text(self, msg: wire.TextTurn) -> None:
-        self._close_utterance("model", interrupted=self._model.open)
+        self._close_utterance("model")
         self._recorder.transcript("user", msg.text, True)
         self._enqueue("text", msg.text)
 
@@ -363,7 +364,7 @@ class Conversation:
         elif ev.text and (self.mode is Mode.VOICE or ev.role == "user"):
             self._browser.send_text(wire.transcript(ev.role, utterance.text, False))
 
-    def _close_utterance(self, role: str, *, interrupted: bool = False) -> None:
+    def _close_utterance(self, role: str) -> None:
         utterance = self._user if role == "user" else self._model
         if not utterance.open:
             return
@@ -378,7 +379,7 @@ class Conversation:
         self.stats.interruptions += 1
         self._recorder.interrupted()
         self._browser.send_text(wire.INTERRUPTED)
-        self._close_utterance("model", interrupted=True)
+        self._close_utterance("model")
         self._model.text = ""
 
     def _on_turn_complete(self, ev: livewire.TurnComplete) -> None:
@@ -460,6 +461,9 @@ class Conversation:
                     ErrorCode.SESSION_LIMIT, f"the conversation will end in {left:.0f} s", left))
             elif now - self._last_client_frame >= settings.idle_timeout_s:
                 self._finish(ErrorCode.IDLE_TIMEOUT, "nothing was received for too long", Close.NORMAL)
+            elif now - max(self._last_client_frame, self._browser.last_pong) >= DEAD_PEER_S:
+                log.info("browser stopped answering pings", extra={"fields": {"session_id": self.session_id}})
+                self._browser.abort()  # connection_lost ends the conversation as client_gone
             elif now >= next_ping:
                 next_ping = now + KEEPALIVE_INTERVAL_S
                 self._browser.ping()

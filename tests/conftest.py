@@ -14,6 +14,7 @@ import os
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,18 @@ from tests.gcs_helpers import gcs_env, gcs_server, gcs_storage  # noqa: E402,F40
 # One scalable timeout unit for every wait in the suite (raise it on a slow machine).
 UNIT_S = 5.0 * float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
 FAKE_API_KEY = "AIzaTEST-not-a-real-key-0123456789abcdef"
+
+
+def wait_until(predicate, *, timeout_s: float = UNIT_S, interval_s: float = 0.01):
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s:g} s")
+        time.sleep(interval_s)
 
 
 # --- audio helpers ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import UNIT_S, frames, silence, tone
+from conftest import UNIT_S, frames, silence, tone, wait_until
 from wsclient import RelayClient
 
 
@@ -260,7 +260,7 @@ def test_gemini_going_away_closes_the_browser_within_a_second(live_server, emu):
         started = time.monotonic()
         client.wait_closed(timeout_s=1.0)
         assert time.monotonic() - started < 1.0
-    assert live_server.services.sessions == {}
+    wait_until(lambda: live_server.services.sessions == {})
 
 
 # --- concurrency -----------------------------------------------------------------------
@@ -396,3 +396,25 @@ def test_bad_resume_ticket_is_unauthorized(live_server, emu, ticket):
     with open_client(live_server, resume=ticket) as client:
         assert client.wait_type("error")["code"] == "unauthorized"
         assert client.wait_closed().code == 1008
+
+
+def test_silent_peer_is_dropped_when_it_stops_answering_pings(live_server, emu, monkeypatch):
+    """A client that vanished without closing (no frames, no pongs) is dropped and Gemini closed."""
+    import base64
+    import os
+
+    from livetalk import relay
+
+    monkeypatch.setattr(relay, "KEEPALIVE_INTERVAL_S", 0.2)
+    monkeypatch.setattr(relay, "DEAD_PEER_S", 1.5)
+    monkeypatch.setattr(relay, "TICK_S", 0.1)
+    host, port = live_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=UNIT_S) as raw:
+        key = base64.b64encode(os.urandom(16)).decode()
+        raw.sendall((f"GET /ws/realtime HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        assert raw.recv(4096).startswith(b"HTTP/1.1 101")
+        emu.control.wait_sessions(1, timeout=UNIT_S)
+        # Read nothing, answer nothing: like a laptop whose lid was closed.
+        wait_upstream_closed(emu, within_s=UNIT_S)
+        wait_until(lambda: live_server.services.sessions == {})
