@@ -310,6 +310,7 @@ class ImageRun:
     exit_code: int
     stop_s: float  # SIGTERM to process exit
     output: str  # everything gunicorn and the app wrote to stdout/stderr
+    data_dir: Path  # DATA_DIR: where the conversations were recorded
 
 
 def _build_context(target: Path) -> None:
@@ -363,7 +364,7 @@ def image_run(tmp_path_factory, emulator) -> ImageRun:
         if process.poll() is None:
             process.kill()
             process.wait()
-    return ImageRun(health, first, second, process.returncode, stop_s, log_path.read_text())
+    return ImageRun(health, first, second, process.returncode, stop_s, log_path.read_text(), base / "data")
 
 
 def test_start_command_serves_a_conversation(image_run):
@@ -379,6 +380,15 @@ def test_start_command_stops_gracefully_within_cloud_runs_grace(image_run):
     assert image_run.second.closed.code == 1001
     assert image_run.exit_code == 0
     assert image_run.stop_s < CLOUD_RUN_GRACE_S
+
+
+def test_sigterm_finalises_the_open_conversations_recording(image_run):
+    """The conversation cut by SIGTERM is still stored, with its end reason, before the process exits."""
+    session_id = image_run.second.of_type("ready")[0]["session_id"]
+    metas = list(image_run.data_dir.glob(f"conversations/*/*/*/{session_id}/meta.json"))
+    assert len(metas) == 1
+    meta = json.loads(metas[0].read_text())
+    assert meta["reason"] == "shutting_down"
 
 
 def test_start_command_logs_json_lines_without_the_key(image_run):
