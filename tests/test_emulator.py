@@ -648,10 +648,17 @@ def test_enum_mime_type_answers_with_one_bare_enum_value(client):
     assert answer.text in ("polite", "rude")
 
 
-def test_async_client_reaches_rest_too(client):
+def test_async_client_reaches_rest_too(emu):
     """The SDK's async REST path (client.aio) works against the emulator as well."""
-    answer = run(client.aio.models.generate_content(model=GRADING_MODEL, contents="Hello?"))
-    assert answer.text.startswith("[emulator]")
+    client = sdk_client(emu)
+
+    async def scenario() -> str:
+        try:
+            return (await client.aio.models.generate_content(model=GRADING_MODEL, contents="Hello?")).text
+        finally:
+            await client.aio.aclose()  # its pool belongs to this event loop
+
+    assert run(scenario()).startswith("[emulator]")
 
 
 def test_plain_generation_and_streaming_agree(client):
