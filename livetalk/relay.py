@@ -115,7 +115,6 @@ class Conversation:
         resume_secret: bytes | None = None,
         started_at: float | None = None,
         segment: int = 0,
-        on_finished: Callable[[Conversation], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.setup = setup
@@ -128,7 +127,6 @@ class Conversation:
         self._settings = settings
         self._emulated = emulated
         self._recorder: Recorder = recorder or NullRecorder()
-        self._on_finished = on_finished
         self._browser: BrowserSocket | None = None
         self._upstream: live.LiveConnection | None = None
         self._outbox: collections.deque[tuple[str, Any]] = collections.deque()
@@ -143,6 +141,8 @@ class Conversation:
         self._warned_limit = False
         self._recording_uri: str | None = None
         self._finalize_timeout: float | None = None
+        self._close_code = Close.NORMAL
+        self._connecting: asyncio.Task | None = None
         self._resume_secret = resume_secret
         self._started_at = started_at if started_at is not None else time.time()
         self._segment = segment
@@ -172,16 +172,22 @@ class Conversation:
     # --- upstream lifecycle ----------------------------------------------------------
 
     async def _open_upstream(self) -> bool:
+        self._connecting = asyncio.ensure_future(
+            live.connect(self._client, self.setup, timeout_s=self._settings.upstream_connect_timeout_s))
         try:
-            self._upstream = await live.connect(
-                self._client, self.setup, timeout_s=self._settings.upstream_connect_timeout_s
-            )
+            self._upstream = await self._connecting
+        except asyncio.CancelledError:
+            if self._done.is_set():  # the conversation ended while Gemini was still being reached
+                return False
+            raise
         except live.UpstreamError as exc:
             self._upstream_failed(exc)
             return False
-        if self._done.is_set():  # the browser left while we were connecting
-            return False
-        return True
+        return not self._done.is_set()
+
+    def _stop_connecting(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
 
     def _start_live(self) -> None:
         self.phase = Phase.LIVE
@@ -334,6 +340,7 @@ class Conversation:
             self.end_reason = "client_gone"
         self.phase = Phase.ENDING
         self._done.set()
+        self._stop_connecting()
 
     # --- Gemini → browser --------------------------------------------------------------
 
@@ -480,6 +487,7 @@ class Conversation:
             self._send_error(code, message, fatal=True)
         self._close_code = close
         self._done.set()
+        self._stop_connecting()
 
     async def _teardown(self) -> None:
         self.phase = Phase.ENDING
@@ -492,14 +500,12 @@ class Conversation:
         self._recording_uri = await self._finalize_recording()
         if self.end_reason == "end":
             self._browser.send_text(wire.ended(self.session_id, self._recording_uri))
-        self._browser.close(getattr(self, "_close_code", Close.NORMAL), "")
+        self._browser.close(self._close_code, "")
         if closing is not None:
             with contextlib.suppress(Exception):
                 await closing
         self.phase = Phase.CLOSED
         self._log_summary()
-        if self._on_finished is not None:
-            self._on_finished(self)
 
     async def _finalize_recording(self) -> str | None:
         loop = asyncio.get_running_loop()
