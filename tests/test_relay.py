@@ -418,3 +418,13 @@ def test_silent_peer_is_dropped_when_it_stops_answering_pings(live_server, emu, 
         # Read nothing, answer nothing: like a laptop whose lid was closed.
         wait_upstream_closed(emu, within_s=UNIT_S)
         wait_until(lambda: live_server.services.sessions == {})
+
+
+def test_browser_leaving_while_gemini_is_slow_cancels_the_setup(live_server, emu):
+    """If the browser leaves before Gemini finished the setup, the half-open Live session is closed at once."""
+    emu.control.fault_next("delay", ms=3000)
+    client = open_client(live_server)
+    emu.control.wait_sessions(1, timeout=UNIT_S)
+    client.close()
+    wait_upstream_closed(emu, within_s=1.0)
+    wait_until(lambda: live_server.services.sessions == {})

@@ -141,9 +141,12 @@ class LiveSession:
     async def _finish(self, close_timeout: float | None = None) -> None:
         """Stop timers and replies, flush delayed messages (unless stopping), end the connection."""
         stopping = close_timeout is not None
-        for task in [*self._tasks, *([self._outbox_task] if stopping and self._outbox_task else [])]:
+        flush = not stopping and self._ws.open
+        for task in [*self._tasks, *([self._outbox_task] if not flush and self._outbox_task else [])]:
             task.cancel()
-        if self._outbox_task is not None and not self._outbox_task.done() and not stopping:
+        # Delayed messages still go out when the server ends the session, never after the client
+        # closed it: nothing can be sent on a closed connection, and the session ends at once.
+        if flush and self._outbox_task is not None and not self._outbox_task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._outbox_task), self._delay_s + 1.0)
             except (TimeoutError, asyncio.CancelledError):
