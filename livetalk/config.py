@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 DEFAULT_LIVE_MODEL = "gemini-3.8-live"
-DEFAULT_GRADING_MODEL = "gemini-3.5-flash"
+DEFAULT_GRADING_MODEL = "gemini-3.8-flash"
 DEFAULT_PORT = 8080
 
 
