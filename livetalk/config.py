@@ -52,7 +52,7 @@ class Settings:
     ticket_secret: str | None = None
     ticket_ttl_s: float = 120.0
     max_request_bytes: int = 64 * 1024 * 1024
-    version: str = "dev"
+    version: str | None = None  # the deployed revision (APP_VERSION, or Cloud Run's K_REVISION)
 
     @property
     def emulated(self) -> bool:
@@ -95,7 +95,7 @@ class Settings:
             ticket_secret=env.str("TICKET_SECRET"),
             ticket_ttl_s=env.float("TICKET_TTL_SECONDS", 120.0, low=1),
             max_request_bytes=env.int("MAX_REQUEST_BYTES", 64 * 1024 * 1024, low=1024),
-            version=env.str("APP_VERSION") or env.str("K_REVISION") or "dev",
+            version=env.str("APP_VERSION") or env.str("K_REVISION"),
         )
 
 

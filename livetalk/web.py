@@ -48,11 +48,13 @@ def init_app(app: Flask, services: Services) -> None:
     app.before_request(_no_websocket_compression)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _internal_error)
     app.register_blueprint(feedback_bp)
 
     @app.get("/")
     def index():
-        return render_template("index.html", emulated=services.emulated, version=services.settings.version)
+        return render_template("index.html", emulated=services.emulated,
+                               version=services.settings.version or __version__)
 
     @app.get("/healthz")
     def healthz():
@@ -106,9 +108,12 @@ def _mint_ticket(services: Services):
         return _error(429, "rate_limited", "too many ticket requests; wait a minute")
     body = request.get_json(silent=True) if request.content_length else {}
     if not isinstance(body, dict):
-        return _error(400, "bad_request", "the body must be a JSON object like {\"scenario\": \"sales-ja\"}")
-    scenario = prompts.get_scenario(body.get("scenario") if isinstance(body.get("scenario"), str) else None)
-    if scenario is None or ("scenario" in body and not isinstance(body["scenario"], str)):
+        return _error(400, "bad_request", 'the body must be a JSON object like {"scenario": "sales-ja"}')
+    scenario_id = body.get("scenario")
+    if scenario_id is not None and not isinstance(scenario_id, str):
+        return _error(400, "bad_request", "scenario: must be a string")
+    scenario = prompts.get_scenario(scenario_id)
+    if scenario is None:
         return _error(400, "bad_request", "scenario: unknown scenario id")
     token, expires = security.mint_ticket(services.ticket_secret, scenario.id,
                                           services.settings.ticket_ttl_s, time.time())
@@ -122,6 +127,11 @@ _HTTP_CODES = {400: "bad_request", 413: "too_large", 429: "rate_limited"}
 def _http_error(exc: HTTPException):
     code = _HTTP_CODES.get(exc.code) or (exc.name or "error").lower().replace(" ", "_")
     return jsonify({"error": {"code": code, "message": exc.description or exc.name}}), exc.code
+
+
+def _internal_error(exc: Exception):
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return _error(500, "internal", "something went wrong on our side; please try again")
 
 
 def _relay_socket(ws, services: Services) -> None:

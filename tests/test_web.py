@@ -218,3 +218,23 @@ def test_api_key_never_reaches_a_client(live_server):
         client.wait_type("complete")
         seen.append(json.dumps(client.events))
     assert not any(FAKE_API_KEY in s for s in seen)
+
+
+@pytest.mark.parametrize("body", [[1, 2], {"scenario": 5}])
+def test_session_refuses_malformed_bodies(live_server, body):
+    """A ticket request whose body is not an object with a string scenario is a 400."""
+    status, answer = post_json(live_server.url + "/session", body)
+    assert status == 400 and answer["error"]["code"] == "bad_request"
+
+
+def test_unexpected_failures_are_json_without_details(make_server):
+    """An unhandled exception becomes a JSON 500 with no exception text."""
+    server = make_server()
+
+    @server.app.get("/boom-for-test")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    status, _, body = get(server.url + "/boom-for-test")
+    assert status == 500 and body["error"]["code"] == "internal"
+    assert "secret internals" not in json.dumps(body)
