@@ -63,9 +63,13 @@ def silence(tmp_path_factory) -> Path:
 # --- the browser --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_driver():
-    """Playwright's driver for the session (the browser itself is Debian's)."""
+    """Playwright's driver for these tests (the browser itself is Debian's).
+
+    Package scope, not session: while the sync driver runs, the main thread counts as running
+    an asyncio loop, and the rest of the suite calls ``asyncio.run()``.
+    """
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
                                    "run scripts/install-browser.sh")
     if not os.access(CHROMIUM, os.X_OK):
@@ -74,7 +78,7 @@ def playwright_driver():
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_for(playwright_driver) -> Iterator[Callable[..., object]]:
     """Factory: a Chromium whose fake microphone plays ``wav`` (None: a silent beep source).
 
