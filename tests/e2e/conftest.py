@@ -105,7 +105,7 @@ def browser_for(playwright_driver) -> Iterator[Callable[..., object]]:
 
 @dataclasses.dataclass
 class PageProblems:
-    """What went wrong in a page that no assertion looked at: console errors, CSP violations."""
+    """What went wrong in a page that no assertion looked at: console errors, uncaught exceptions."""
 
     console_errors: list[str] = dataclasses.field(default_factory=list)
     page_errors: list[str] = dataclasses.field(default_factory=list)
@@ -141,8 +141,19 @@ def open_page(browser_for) -> Iterator[Callable[..., object]]:
         return page
 
     yield open_
+    problems = [_problems_of(page) for context in contexts for page in context.pages]
     for context in contexts:
         context.close()
+    problems = [p for p in problems if p]
+    assert not problems, f"uncaught page errors or CSP violations: {problems}"
+
+
+def _problems_of(page) -> list[str]:
+    """Uncaught exceptions and Content-Security-Policy violations seen by one page."""
+    found = list(page.problems.page_errors)
+    if not page.is_closed() and page.url.startswith("http"):
+        found += [f"CSP: {v}" for v in page.evaluate("window.__cspViolations || []")]
+    return found
 
 
 @pytest.fixture()
