@@ -69,6 +69,10 @@ export class View {
       return option;
     });
     this.scenario.replaceChildren(...options);
+    // Start on a scenario in the page's language when there is one.
+    const lang = this.doc.documentElement.lang;
+    const preferred = scenarios.find((s) => String(s.language || "").toLowerCase().startsWith(lang));
+    if (preferred) this.scenario.value = preferred.id;
     this.scenario.disabled = scenarios.length === 0;
     this.showScenarioDescription();
   }
@@ -138,6 +142,8 @@ export class View {
 
   /** Render utterances that changed (see transcript.js). */
   updateUtterances(utterances) {
+    const list = this.transcript;
+    const following = list.scrollHeight - list.scrollTop - list.clientHeight < 48; // reader is at the end
     for (const u of utterances) {
       let li = this.items.get(u.id);
       if (!li) {
@@ -152,7 +158,8 @@ export class View {
       if (u.interrupted) li.dataset.interrupted = "true";
       this._labelUtterance(li);
     }
-    if (utterances.length) this._scrollToEnd();
+    // Keep the newest words in view, but never yank the page or a reader who scrolled back.
+    if (utterances.length && following) list.scrollTop = list.scrollHeight;
   }
 
   _newUtterance(u) {
@@ -174,11 +181,6 @@ export class View {
     li.querySelector(".utterance-who").textContent = this.t(`role.${li.dataset.role}`);
     li.querySelector(".utterance-note").textContent =
       li.dataset.interrupted === "true" ? this.t("utterance.interrupted") : "";
-  }
-
-  _scrollToEnd() {
-    const last = this.transcript.lastElementChild;
-    if (last && last.scrollIntoView) last.scrollIntoView({ block: "nearest" });
   }
 
   takeTypedText() {

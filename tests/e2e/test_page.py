@@ -73,13 +73,17 @@ def test_page_works_offline_under_the_strict_content_security_policy(live_server
 
 
 def test_japanese_first_english_for_an_english_browser_and_a_switch_between(live_server, open_page):
-    """The page follows the browser's language, and the language button switches and is remembered."""
+    """The page follows the browser's language (wording and first scenario); the language button switches it."""
     ja = open_page(live_server.url, locale="ja-JP")
     expect(ja.get_by_test_id("start")).to_have_text("会話を開始")
     assert ja.evaluate("document.documentElement.lang") == "ja"
 
     en = open_page(live_server.url, locale="en-US")
     expect(en.get_by_test_id("start")).to_have_text("Start conversation")
+    scenarios = json.loads(urllib.request.urlopen(live_server.url + "/scenarios", timeout=UNIT_S).read())
+    english = [s["id"] for s in scenarios if s["language"].lower().startswith("en")]
+    if english:  # an English speaker starts on an English scenario
+        expect(en.get_by_test_id("scenario")).to_have_value(english[0])
     expect(en.get_by_test_id("status")).to_contain_text("Ready")
     en.get_by_role("button", name="日本語に切り替える").click()
     expect(en.get_by_test_id("start")).to_have_text("会話を開始")
@@ -88,7 +92,7 @@ def test_japanese_first_english_for_an_english_browser_and_a_switch_between(live
 
 
 def test_the_page_fits_a_phone_screen(live_server, open_page, snap):
-    """On a 390 px wide phone nothing scrolls sideways and the controls stay large enough to tap."""
+    """On a 390 px wide phone nothing scrolls sideways, even mid-conversation, and controls are easy to tap."""
     page = open_page(live_server.url, viewport={"width": 390, "height": 844}, locale="en-US")
     expect(page.get_by_test_id("start")).to_be_enabled()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
@@ -96,6 +100,13 @@ def test_the_page_fits_a_phone_screen(live_server, open_page, snap):
         box = page.get_by_test_id(test_id).bounding_box()
         assert box["height"] >= 44 and box["x"] >= 0 and box["x"] + box["width"] <= 390, test_id
     snap(page, "idle-phone")
+    start(page, mode="text")
+    expect_state(page, "live")
+    page.get_by_test_id("text-input").fill("Could you tell me about your current helpdesk workload?")
+    page.get_by_test_id("text-input").press("Enter")
+    expect(utterances(page, "model", final=True)).to_have_count(1, timeout=4 * UNIT_MS)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    snap(page, "live-phone")
 
 
 # --- a spoken conversation ---------------------------------------------------------------------
