@@ -106,6 +106,7 @@ class App {
     try {
       if (mode === "voice") await this._startAudio();
     } catch (err) {
+      if (this.state !== State.CONNECTING) return; // ended meanwhile: nothing went wrong
       const code = err instanceof MicrophoneError ? err.code : "mic_failed";
       await this._fail(code, String(err && err.cause ? err.cause : err));
       return;

@@ -11,6 +11,7 @@ export class Player {
     this.context = null;
     this.node = null;
     this.pending = []; // chunks pushed before the worklet was ready
+    this.stopped = false;
     this.playedMs = 0;
     this.queuedMs = 0;
     this.flushedMs = 0; // dropped by flush() (barge-in), never played
@@ -30,8 +31,9 @@ export class Player {
     } catch {
       this.context = new AudioContext({ latencyHint: "interactive" }); // the worklet resamples
     }
-    const resumed = this.context.resume();
+    const resumed = this.context.resume().catch(() => {}); // rejects only once closed by stop()
     await this.context.audioWorklet.addModule(new URL("./player-worklet.js", import.meta.url));
+    if (this.stopped) return; // stop() ran meanwhile and closed the context
     this.node = new AudioWorkletNode(this.context, "livetalk-playback", {
       numberOfInputs: 0,
       numberOfOutputs: 1,
@@ -41,6 +43,10 @@ export class Player {
     this.node.port.onmessage = (event) => this._onStats(event.data);
     this.node.connect(this.context.destination);
     await resumed;
+    if (this.stopped) {
+      await this.stop(); // stopped while starting
+      return;
+    }
     for (const chunk of this.pending.splice(0)) this._post(chunk);
   }
 
@@ -100,6 +106,7 @@ export class Player {
   }
 
   async stop() {
+    this.stopped = true;
     this.pending = [];
     this.queuedMs = 0;
     if (this.node) {

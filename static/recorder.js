@@ -27,6 +27,7 @@ export class Recorder extends EventTarget {
     this.node = null;
     this.capturedMs = 0;
     this.level = 0;
+    this.stopped = false;
   }
 
   /** Ask for the microphone and start capturing. Rejects with MicrophoneError. */
@@ -45,6 +46,8 @@ export class Recorder extends EventTarget {
       await this.stop();
       throw new MicrophoneError("mic_failed", err);
     }
+    // Stopped while the permission prompt or the audio graph was pending: release it all now.
+    if (this.stopped) await this.stop();
   }
 
   async _connect(stream) {
@@ -76,6 +79,7 @@ export class Recorder extends EventTarget {
 
   /** Stop the microphone (its indicator goes off) and release the audio graph. */
   async stop() {
+    this.stopped = true;
     if (this.node) {
       this.node.port.postMessage({ type: "stop" });
       this.node.disconnect();
