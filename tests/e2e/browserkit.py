@@ -8,7 +8,6 @@ import array
 import dataclasses
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -18,8 +17,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, WebSocketRoute, expect
 
-# The same scalable unit as tests/conftest.py: raise TEST_TIMEOUT_SCALE on a slow machine.
-UNIT_S = 5.0 * float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
+from conftest import UNIT_S  # the suite's one scalable timeout unit (tests/conftest.py)
+
 UNIT_MS = UNIT_S * 1000
 
 CAPTURE_RATE_HZ = 48000  # the fake microphone's file rate (what a laptop microphone gives)
