@@ -7,6 +7,13 @@ Prints RSS and traced Python allocations once per simulated minute, then the gro
 between the first and the last minute.
 
     python bench/bench_recording.py [--minutes 15] [--store local|gcs]
+    python bench/bench_recording.py --hot-path [--sessions 50] [--seconds 10]
+
+``--hot-path`` measures what recording costs the relay instead: µs per relay-side call,
+then N conversations fed in real time (a 20 ms user frame and a 20 ms model chunk per
+session every 20 ms, as the relay does) from one thread standing in for the relay loop,
+once without and once with recording: the CPU spent off that thread (the recording's
+own threads), and how late the loop's 20 ms ticks fire.
 
 ``--store gcs`` runs against fake-gcs-server (needs scripts/install-gcs-emulator.sh).
 """
@@ -14,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import math
 import os
+import statistics
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -86,11 +96,107 @@ def simulate(recorder: ConversationRecorder, clock: FakeClock, minutes: float, r
         turn += 1
 
 
+# --- --hot-path: what recording costs the relay loop ----------------------------------------
+
+_batches = itertools.count()
+
+
+def new_recorders(storage, n: int, clock=time.monotonic) -> list[ConversationRecorder]:
+    started = dt.datetime.now(dt.timezone.utc)
+    batch = next(_batches)
+    return [ConversationRecorder(storage, session_id=f"hot-{batch}-{i}", scenario_id="sales-ja", started_at=started,
+                                 clock=clock) for i in range(n)]
+
+
+def per_call_us(storage, n_sessions: int, rounds: int = 400) -> dict[str, float]:
+    """µs per relay-side call, round-robin over ``n_sessions`` recorders (well inside the queue budget)."""
+    user, model = bytes(640), bytes(960)
+    out = {}
+    for name, call in (("user_audio", lambda r: r.user_audio(user)), ("model_audio", lambda r: r.model_audio(model)),
+                       ("transcript", lambda r: r.transcript("user", "word ", False))):
+        recorders = new_recorders(storage, n_sessions)
+        best = math.inf
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(rounds):
+                for rec in recorders:
+                    call(rec)
+            best = min(best, (time.perf_counter() - started) / (rounds * n_sessions) * 1e6)
+        out[name] = best
+        for rec in recorders:
+            rec.finalize("end")
+    return out
+
+
+def real_time(storage, n_sessions: int, seconds: float, record: bool) -> dict[str, float]:
+    """N conversations in real time from one "relay loop" thread; CPU on and off that thread, tick lateness."""
+    recorders = new_recorders(storage, n_sessions) if record else []
+    user, model = bytes(640), bytes(960)
+    late: list[float] = []
+    loop_cpu = [0.0]
+
+    def relay_loop() -> None:
+        cpu0 = time.thread_time()
+        start = time.monotonic()
+        for tick in range(int(seconds / FRAME_S)):
+            due = start + tick * FRAME_S
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            late.append(time.monotonic() - due)
+            for rec in recorders:
+                rec.user_audio(user)
+                rec.model_audio(model)
+                if tick % 150 == 75:
+                    rec.transcript("user", "a question ", True)
+                    rec.transcript("model", "an answer.", False)
+                elif tick % 150 == 149:
+                    rec.turn_complete()
+        loop_cpu[0] = time.thread_time() - cpu0
+
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    thread = threading.Thread(target=relay_loop, name="relay-loop")
+    thread.start()
+    thread.join()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    started = time.monotonic()
+    uris = [rec.finalize("end") for rec in recorders]
+    finalize_s = time.monotonic() - started
+    late.sort()
+    return {"wall": wall, "loop_cpu": loop_cpu[0], "other_cpu": cpu - loop_cpu[0], "finalize_s": finalize_s,
+            "late_p50_ms": 1000 * statistics.median(late), "late_p99_ms": 1000 * late[int(len(late) * 0.99) - 1],
+            "late_max_ms": 1000 * late[-1], "published": sum(u is not None for u in uris)}
+
+
+def hot_path(sessions: int, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = LocalStorage(tmp)
+        calls = per_call_us(storage, sessions)
+        print("relay-side calls: " + ", ".join(f"{k} {v:.2f} µs" for k, v in calls.items()))
+        print(f"{sessions} sessions x {seconds:g} s in real time (user + model chunk per session per 20 ms):")
+        print(f"{'recording':<10} {'loop CPU %':>10} {'other CPU %':>11} {'per session %':>13} "
+              f"{'late p50 ms':>11} {'p99 ms':>7} {'max ms':>7} {'finalize s':>10}")
+        for record in (False, True):
+            r = real_time(storage, sessions, seconds, record)
+            loop, other = 100 * r["loop_cpu"] / r["wall"], 100 * r["other_cpu"] / r["wall"]
+            print(f"{'on' if record else 'off':<10} {loop:>10.2f} {other:>11.2f} "
+                  f"{(loop + other) / sessions:>13.4f} {r['late_p50_ms']:>11.2f} {r['late_p99_ms']:>7.2f} "
+                  f"{r['late_max_ms']:>7.2f} {r['finalize_s']:>10.2f}")
+            if record:
+                print(f"published {r['published']}/{sessions}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--store", choices=("local", "gcs"), default="local")
+    parser.add_argument("--hot-path", action="store_true", help="cost to the relay loop instead of memory")
+    parser.add_argument("--sessions", type=int, default=50, help="--hot-path: conversations at once")
+    parser.add_argument("--seconds", type=float, default=10.0, help="--hot-path: real-time seconds")
     args = parser.parse_args()
+    if args.hot_path:
+        hot_path(args.sessions, args.seconds)
+        return
 
     server = None
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,10 +1,21 @@
 """Records a conversation as it happens: one stereo WAV and a turn-aligned transcript.
 
-The relay calls a :class:`ConversationRecorder` from its event-loop thread. Those
-calls only timestamp the event and queue it (never blocking, never touching
-storage); one background thread per recording places the audio on a common
-timeline, writes it to storage in bounded memory, and publishes the files when
-:meth:`ConversationRecorder.finalize` is called.
+The relay calls a :class:`ConversationRecorder` from its event-loop thread, about a
+hundred times a second per conversation. Those calls only timestamp the event and
+append it to the recorder's deque: no lock, no thread wake-up, no storage. One
+:class:`RecordingPump` thread per process wakes every :data:`PUMP_INTERVAL_S`, takes
+every open recorder's events in one go and places each batch's audio on a common
+timeline with a few numpy calls. The bytes it produces are written to storage, in
+order per recording and in pieces of about :data:`FLUSH_BYTES`, by a small pool of
+:data:`IO_THREADS` threads, so a slow store holds up only its own recordings.
+:meth:`ConversationRecorder.finalize` processes what is left and has that pool
+publish the files.
+
+Threads::
+
+    relay loop ──append──▶ recorder._events ──every 250 ms──▶ pump thread (timeline, transcript)
+                                                                   │ FLUSH_BYTES pieces, in order
+    finalize (executor) ── drains the rest, then waits ──▶ I/O pool (writes, publish)
 
 Objects, under ``conversations/<yyyy>/<mm>/<dd>/<session_id>/``:
 
@@ -28,19 +39,26 @@ time and the client plays it sequentially, so a chunk starts at
 to :data:`MAX_LOOKAHEAD_S`) so that :meth:`~ConversationRecorder.interrupted` can
 drop what the client never played.
 
+The output is a function of the events and their timestamps only: how the pump
+happens to batch them changes nothing.
+
 Errors: a storage failure during the conversation stops the recording (logged, the
 conversation goes on) and ``finalize`` returns None.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
+import os
 import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -63,9 +81,20 @@ USER_JITTER_S = 0.25  # a user chunk this early/late still continues the previou
 USER_MAX_AHEAD_S = 1.0  # a user stream running further ahead than this is re-anchored on arrival time
 USER_WINDOW_S = 8.0  # user audio held in memory (commit lag + jitter + one 2 s frame, with room)
 MAX_LOOKAHEAD_S = 30.0  # unplayed model audio held in memory; later audio is dropped (and counted)
-QUEUE_BUDGET_BYTES = 8 * 1024 * 1024  # audio waiting for the writer thread; beyond it, events are dropped
+QUEUE_BUDGET_BYTES = 8 * 1024 * 1024  # events waiting for the pump, per recording; beyond it, they drop
 VOICE_PEAK = 1000  # a user chunk peaking above this (of 32767) counts as speech for transcript timing
 EVENT_OVERHEAD_BYTES = 64  # what a queued control event is charged against the budget
+
+PUMP_INTERVAL_S = 0.25  # the pump processes every recorder's queued events this often
+BATCH_BYTES = 128 * 1024  # events processed at once (bounds the batch's temporary arrays)
+FLUSH_BYTES = 128 * 1024  # output handed to storage in pieces about this big (~1.4 s of stereo audio)
+IO_BACKLOG_BYTES = 2 * 1024 * 1024  # output handed to storage, not yet written; beyond it the pump waits
+IO_THREADS = 4  # storage operations of all recordings in a process, at most this many at once
+
+_LAG = int(COMMIT_LAG_S * OUTPUT_RATE)  # the same limits in frames
+_BLOCK = int(COMMIT_BLOCK_S * OUTPUT_RATE)
+_JITTER = int(USER_JITTER_S * OUTPUT_RATE)
+_MAX_AHEAD = int(USER_MAX_AHEAD_S * OUTPUT_RATE)
 
 CONVERSATIONS = "conversations"
 SESSIONS = "sessions"
@@ -106,7 +135,7 @@ def find_recording(storage: Storage, session_id: str) -> dict[str, Any] | None:
         return None
 
 
-# --- the timeline (writer thread only) --------------------------------------------------------
+# --- the timeline (pump side) -----------------------------------------------------------------
 
 
 class _Track:
@@ -157,6 +186,16 @@ class _Upsampler:
         self.made = 0  # output samples so far
         self.last = 0.0  # the previous chunk's last input sample
 
+    def counts(self, lengths: list[int]) -> list[int]:
+        """How many output samples each of these next input chunks (in samples) yields, in order."""
+        out, seen, made = [], self.seen, self.made
+        for n in lengths:
+            seen += n
+            upto = 3 * (seen - 1) // 2 + 1 if seen else 0
+            out.append(upto - made)
+            made = upto
+        return out
+
     def __call__(self, pcm16k: np.ndarray) -> np.ndarray:
         if not len(pcm16k):
             return pcm16k
@@ -179,8 +218,18 @@ def _ms(frame: int) -> int:
     return frame * 1000 // OUTPUT_RATE
 
 
+def _samples(pcm: bytes) -> int:
+    if len(pcm) & 1:
+        raise ValueError("PCM16 audio must be a whole number of samples")
+    return len(pcm) >> 1
+
+
 class _Mixer:
-    """Places user and model audio on one 24 kHz timeline and hands out committed stereo frames."""
+    """Places user and model audio on one 24 kHz timeline and hands out committed stereo frames.
+
+    Placement is decided per chunk (plain integers); the sample copies are deferred and
+    done per run of back-to-back chunks (:meth:`flush`), before anything reads the tracks.
+    """
 
     def __init__(self) -> None:
         self.committed = 0
@@ -188,41 +237,88 @@ class _Mixer:
         self.user_cursor = self.model_cursor = 0
         self.upsample = _Upsampler()
         self.dropped_model = 0  # frames beyond the look-ahead window
+        self._staged = np.zeros(0, dtype=np.int16)  # this batch's user audio, upsampled
+        self._chunks: Iterator[tuple[int, bool]] = iter(())  # (samples, loud) per staged user chunk
+        self._offset = 0  # where the next user chunk starts in _staged
+        self._user_runs: list[list[int]] = []  # [start frame, offset in _staged, length]
+        self._model_runs: list[tuple[int, list[bytes]]] = []  # (start frame, back-to-back chunks)
+        self._model_run_end = -1
 
-    def add_user(self, now: int, pcm16k: bytes) -> tuple[int, int, bool]:
-        """Place user audio; returns its (start, end) frames and whether it sounds like speech."""
-        samples = self.upsample(np.frombuffer(pcm16k, dtype="<i2"))
-        nominal = now - len(samples)
+    def stage_user(self, chunks: list[bytes]) -> None:
+        """Upsample a batch's user chunks in one go; :meth:`add_user` then takes them in order."""
+        if not chunks:
+            return
+        counts = self.upsample.counts([_samples(c) for c in chunks])
+        self._staged = self.upsample(np.frombuffer(b"".join(chunks), dtype="<i2"))
+        self._offset = 0
+        starts = np.cumsum([0] + counts[:-1])
+        voiced = [i for i, n in enumerate(counts) if n]
+        loud = [False] * len(counts)
+        if voiced:
+            at = starts[voiced]
+            peaks = np.maximum.reduceat(self._staged, at) >= VOICE_PEAK
+            dips = np.minimum.reduceat(self._staged, at) <= -VOICE_PEAK
+            for i, hit in zip(voiced, (peaks | dips).tolist()):
+                loud[i] = hit
+        self._chunks = iter(zip(counts, loud))
+
+    def add_user(self, now: int) -> tuple[int, int, bool]:
+        """Place the next staged user chunk, heard until ``now``: its (start, end) frames, whether it is speech."""
+        n, loud = next(self._chunks)
+        offset, self._offset = self._offset, self._offset + n
+        nominal = now - n
         drift = self.user_cursor - nominal
         start = self.user_cursor
-        if drift < -USER_JITTER_S * OUTPUT_RATE or drift > USER_MAX_AHEAD_S * OUTPUT_RATE:
+        if drift < -_JITTER or drift > _MAX_AHEAD:
             start = nominal
         start = max(start, self.committed)
-        self.user.place(start, samples)
-        self.user_cursor = start + len(samples)
-        loud = bool(len(samples)) and int(np.abs(samples.astype(np.int32)).max()) >= VOICE_PEAK
+        if n:
+            last = self._user_runs[-1] if self._user_runs else None
+            if last is not None and last[0] + last[2] == start and last[1] + last[2] == offset:
+                last[2] += n
+            else:
+                self._user_runs.append([start, offset, n])
+        self.user_cursor = start + n
         return start, self.user_cursor, loud
 
     def add_model(self, now: int, pcm24k: bytes) -> int:
         """Schedule model audio; returns the frame where it starts playing."""
-        samples = np.frombuffer(pcm24k, dtype="<i2")
         start = max(now, self.model_cursor, self.committed)
-        self.dropped_model += self.model.place(start, samples)
-        self.model_cursor = start + len(samples)
+        if start == self._model_run_end:
+            self._model_runs[-1][1].append(pcm24k)
+        else:
+            self._model_runs.append((start, [pcm24k]))
+        self.model_cursor = self._model_run_end = start + _samples(pcm24k)
         return start
 
+    def flush(self) -> None:
+        """Copy the placed chunks into the tracks."""
+        for start, offset, n in self._user_runs:
+            self.user.place(start, self._staged[offset:offset + n])
+        for start, pieces in self._model_runs:
+            self.dropped_model += self.model.place(start, np.frombuffer(b"".join(pieces), dtype="<i2"))
+        self._user_runs.clear()
+        self._model_runs.clear()
+        self._model_run_end = -1
+
     def interrupt(self, now: int) -> None:
+        self.flush()
         self.model.truncate(now)
         self.model_cursor = min(self.model_cursor, max(now, self.committed))
 
+    def due(self, now: int) -> bool:
+        """Whether a block's worth of frames can no longer change."""
+        return now - _LAG - self.committed >= _BLOCK
+
     def ready(self, now: int) -> Iterator[bytes]:
         """Stereo frames that can no longer change (once a block's worth is due), in bounded blocks."""
-        upto = now - int(COMMIT_LAG_S * OUTPUT_RATE)
-        if upto - self.committed >= COMMIT_BLOCK_S * OUTPUT_RATE:
-            yield from self._blocks(upto)
+        if self.due(now):
+            self.flush()
+            yield from self._blocks(now - _LAG)
 
     def drain(self) -> Iterator[bytes]:
         """Everything still held, up to the end of the last placed sample, in bounded blocks."""
+        self.flush()
         yield from self._blocks(max(self.user.base + self.user.end, self.model.base + self.model.end))
 
     def _blocks(self, upto: int) -> Iterator[bytes]:
@@ -238,7 +334,7 @@ class _Mixer:
         return stereo.tobytes()
 
 
-# --- the transcript (writer thread only) ------------------------------------------------------
+# --- the transcript (pump side) ---------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -257,9 +353,6 @@ class _Utterance:
 # --- the recorder ---------------------------------------------------------------------------
 
 
-_END = "end"
-
-
 class ConversationRecorder:
     """Streams one conversation's audio and transcript to storage; see the module docstring.
 
@@ -272,9 +365,11 @@ class ConversationRecorder:
         segment: 0 for a conversation's first recording; n > 0 for the n-th continuation of
             the same session (e.g. resumed on another instance), stored in ``segment-<n>/``
             inside the first one's folder so that nothing collides. Only segment 0 is indexed.
+        pump: the :class:`RecordingPump` that processes the events; by default the process's own.
 
     Every method but :meth:`finalize` is non-blocking and meant for the relay's event-loop
-    thread. Construction does no I/O.
+    thread (one thread: they are not meant to be called from several at once).
+    Construction does no I/O and starts no thread.
     """
 
     def __init__(
@@ -286,8 +381,8 @@ class ConversationRecorder:
         started_at: dt.datetime,
         clock: Callable[[], float] = time.monotonic,
         segment: int = 0,
+        pump: RecordingPump | None = None,
     ) -> None:
-        self._storage = storage
         self.session_id = session_id
         self.scenario_id = scenario_id
         self.started_at = started_at if started_at.tzinfo else started_at.replace(tzinfo=dt.timezone.utc)
@@ -297,15 +392,18 @@ class ConversationRecorder:
         self.segment = int(segment)
         self._clock = clock
         self._t0 = clock()
-        self._queue: queue.SimpleQueue[tuple[str, float, Any, int]] = queue.SimpleQueue()  # kind, time, payload, charge
-        self._lock = threading.Lock()
-        self._pending = 0  # bytes queued, charged against QUEUE_BUDGET_BYTES
+        self._pump = pump or default_pump()
+        # Appended by the relay loop, popped by whoever holds _lock (the pump or finalize).
+        self._events: deque[tuple[str, float, Any, int]] = deque()  # kind, time, payload, charge
+        self._queued = 0  # bytes ever queued (written by the relay loop only)
+        self._taken = 0  # bytes ever taken off the queue (written under _lock only)
         self._dropped_events = 0
+        self._registered = False
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._done = threading.Event()
         self._result: str | None = None
-        self._worker = _RecordingWorker(self)
+        self._worker = _RecordingWorker(self, _Sink(storage, self._prefix, session_id, self._pump.io))
 
     @property
     def key_prefix(self) -> str:
@@ -314,10 +412,10 @@ class ConversationRecorder:
 
     @property
     def backlog_bytes(self) -> int:
-        """Bytes queued for the writer thread (at most :data:`QUEUE_BUDGET_BYTES`; beyond it events drop)."""
-        return self._pending
+        """Bytes queued for the pump (at most :data:`QUEUE_BUDGET_BYTES`; beyond it events drop)."""
+        return self._queued - self._taken
 
-    # --- called from the relay's event loop: queue and return ------------------------------
+    # --- called from the relay's event loop: append and return -------------------------------
 
     def user_audio(self, pcm16k: bytes) -> None:
         """User speech as it arrives: PCM s16le mono 16 kHz."""
@@ -342,102 +440,126 @@ class ConversationRecorder:
         self._put("interrupt", None, 0)
 
     def _put(self, kind: str, payload: Any, size: int) -> None:
+        # No lock: deque.append is atomic, and each counter has a single writer.
+        if self._closed:
+            return
         charge = size + EVENT_OVERHEAD_BYTES
-        with self._lock:
+        if self._queued - self._taken + charge > QUEUE_BUDGET_BYTES:
+            self._dropped_events += 1
+            if self._dropped_events == 1:
+                log.warning("recording %s is falling behind: dropping events", self.session_id)
+            return
+        self._queued += charge
+        self._events.append((kind, self._clock(), payload, charge))
+        if not self._registered:
+            self._registered = True
+            self._pump.add(self)
+
+    # --- called by the pump ------------------------------------------------------------------
+
+    def _pump_once(self) -> bool:
+        """Process the queued events unless finalize is at it; False once the recorder is closed."""
+        if not self._lock.acquire(blocking=False):
+            return True
+        try:
             if self._closed:
-                return
-            if self._pending + charge > QUEUE_BUDGET_BYTES:
-                self._dropped_events += 1
-                if self._dropped_events == 1:
-                    log.warning("recording %s is falling behind: dropping events", self.session_id)
-                return
-            self._pending += charge
-            self._start_thread()
-        self._queue.put((kind, self._clock(), payload, charge))
+                return False
+            self._drain(final=False)
+            return True
+        finally:
+            self._lock.release()
 
-    def _start_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"recorder-{self.session_id[:12]}", daemon=True
-            )
-            self._thread.start()
+    def _drain(self, *, final: bool) -> None:
+        """Process the events queued so far in batches of about :data:`BATCH_BYTES` (caller holds ``_lock``).
 
-    def _settle(self, charge: int) -> None:
-        with self._lock:
-            self._pending -= charge
+        Unless ``final``, stops while the storage side is more than :data:`IO_BACKLOG_BYTES`
+        behind: the events wait in the queue, whose budget bounds memory.
+        """
+        events, worker = self._events, self._worker
+        left = len(events)  # not those appended meanwhile: a round ends even if the producer does not
+        while left and (final or worker.sink.backlog <= IO_BACKLOG_BYTES):
+            batch, size = [], 0
+            while left and size < BATCH_BYTES:
+                event = events.popleft()
+                batch.append(event)
+                size += event[3]
+                left -= 1
+            self._taken += size
+            worker.process(batch)
 
     # --- the end -----------------------------------------------------------------------------
 
     def finalize(self, reason: str, timeout: float | None = None) -> str | None:
         """Flush and publish the recording; returns its folder's URI, or None if it could not be stored.
 
-        Blocking (call it from a worker thread). Idempotent: later calls wait for and
-        return the first call's result. Events after the first call are ignored. With a
+        Blocking (call it from a worker thread): processes the events still queued, then
+        waits for the storage side to publish. Idempotent: later calls wait for and return
+        the first call's result. Events after the first call are ignored. With a
         ``timeout`` (seconds) it returns None if publishing has not finished by then; the
-        writer thread still completes it in the background.
+        I/O pool still completes it in the background.
         """
         with self._lock:
             first = not self._closed
             self._closed = True
             if first:
-                self._start_thread()
-        if first:
-            self._queue.put((_END, self._clock(), str(reason), 0))
+                t = self._clock()
+                self._pump.discard(self)
+                self._drain(final=True)
+                self._worker.finish(t, str(reason), dropped_events=self._dropped_events, on_done=self._published)
         if not self._done.wait(timeout):
             log.warning("recording %s is still being published", self.session_id)
         return self._result
 
-    def _run(self) -> None:
-        worker = self._worker
-        while True:
-            kind, t, payload, charge = self._queue.get()
-            if kind == _END:
-                self._result = worker.finish(t, payload, dropped_events=self._dropped_events)
-                self._done.set()
-                return
-            self._settle(charge)
-            worker.handle(kind, _frame(t, self._t0), payload)
+    def _published(self, uri: str | None) -> None:
+        self._result = uri
+        self._done.set()
 
 
 class _RecordingWorker:
-    """The recorder's writer-thread half: timeline, transcript and storage."""
+    """The recorder's pump-side half: events → timeline and transcript → bytes for the sink."""
 
-    def __init__(self, rec: ConversationRecorder) -> None:
+    def __init__(self, rec: ConversationRecorder, sink: _Sink) -> None:
         self.rec = rec
-        self.storage = rec._storage
+        self.sink = sink
         self.mixer = _Mixer()
-        self.audio: Writer | None = None
-        self.lines: Writer | None = None
         self.frames_written = 0
         self.open: dict[str, _Utterance] = {}
         self.turns = {"user": 0, "model": 0}
         self.interruptions = 0
         self.voice: tuple[int, int] | None = None  # user speech heard since their last utterance
-        self.failed = False
         self.now = 0
-
-    def key(self, name: str) -> str:
-        return f"{self.rec.key_prefix}/{name}"
+        self._handlers: dict[str, Callable[[int, Any], None]] = {
+            "user": self._on_user, "model": self._on_model, "text": self._on_text,
+            "turn": self._on_turn, "interrupt": self._on_interrupt,
+        }
 
     # --- events ----------------------------------------------------------------------------
 
-    def handle(self, kind: str, now: int, payload: Any) -> None:
-        if self.failed:
+    def process(self, events: list[tuple[str, float, Any, int]]) -> None:
+        """Handle a batch of events, in order, as if one at a time."""
+        if self.sink.failed:
             return
-        self.now = max(self.now, now)
         try:
-            # Commit first: it slides the windows up to "now" before anything is placed.
-            for block in self.mixer.ready(self.now):
-                self._write_audio(block)
-            getattr(self, f"_on_{kind}")(self.now, payload)
-        except StorageError:
-            self._fail("storage is unavailable")
+            self.mixer.stage_user([payload for kind, _, payload, _ in events if kind == "user"])
+            t0, handlers = self.rec._t0, self._handlers
+            for kind, t, payload, _ in events:
+                handlers[kind](self._advance(_frame(t, t0)), payload)
+            self.mixer.flush()
         except Exception:  # a bug here must not take the conversation down with it
             log.exception("recording %s failed", self.rec.session_id)
-            self._fail("internal error")
+            self.sink.fail("internal error")
 
-    def _on_user(self, now: int, pcm: bytes) -> None:
-        start, end, loud = self.mixer.add_user(now, pcm)
+    def _advance(self, frame: int) -> int:
+        """Move "now" to ``frame`` (never back); commit first, so windows slide before anything is placed."""
+        if frame > self.now:
+            self.now = frame
+        if self.mixer.due(self.now):
+            for block in self.mixer.ready(self.now):
+                self._write_audio(block)
+        return self.now
+
+    def _on_user(self, now: int, _pcm: bytes) -> None:
+        start, end, loud = self.mixer.add_user(now)  # the staged samples of this chunk
         if loud:
             self.voice = (self.voice[0] if self.voice else start, end)
 
@@ -487,75 +609,40 @@ class _RecordingWorker:
         utterance = self.open.pop(role, None)
         if role == "user":
             self.voice = None
-        if utterance is None or self.failed:
+        if utterance is None or self.sink.failed:
             return
         line = utterance.line()
         if not line["text"]:
             return
         self.turns[role] += 1
-        if self.lines is None:
-            self.lines = self.storage.open_append(self.key(TRANSCRIPT_NAME), "application/jsonl")
-        self.lines.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+        self.sink.append(TRANSCRIPT_NAME, json.dumps(line, ensure_ascii=False).encode() + b"\n")
 
     def _write_audio(self, frames: bytes) -> None:
-        if not frames or self.failed:
+        if not frames or self.sink.failed:
             return
-        if self.audio is None:
-            self.audio = self.storage.open_append(self.key(AUDIO_NAME), "audio/wav", header_size=WAV_HEADER_BYTES)
-        self.audio.write(frames)
+        self.sink.append(AUDIO_NAME, frames)
         self.frames_written += len(frames) // FRAME_BYTES
-
-    def _fail(self, why: str) -> None:
-        if self.failed:
-            return
-        self.failed = True
-        log.error("recording %s stopped: %s", self.rec.session_id, why)
-        for writer in (self.audio, self.lines):
-            if writer is not None:
-                writer.abort()
 
     # --- finalize --------------------------------------------------------------------------
 
-    def finish(self, t: float, reason: str, *, dropped_events: int) -> str | None:
-        """Publish audio, transcript, meta and index; returns the folder URI or None."""
+    def finish(self, t: float, reason: str, *, dropped_events: int,
+               on_done: Callable[[str | None], None]) -> None:
+        """Close the utterances, write out the timeline and have the sink publish; ``on_done(uri or None)``."""
+        meta = None
         try:
-            if not self.failed:
+            if not self.sink.failed:
                 for role in ("user", "model"):
                     self._close(role)
                 for block in self.mixer.drain():
                     self._write_audio(block)
-            if self.failed:
-                return None
-            return self._publish(t, reason, dropped_events)
-        except StorageError:
-            self._fail("storage is unavailable")
-            return None
+                meta = self._meta(t, reason, dropped_events)
         except Exception:
             log.exception("recording %s could not be finalised", self.rec.session_id)
-            self._fail("internal error")
-            return None
+            self.sink.fail("internal error")
+        header = wav_header(self.frames_written * FRAME_BYTES, sample_rate=OUTPUT_RATE, channels=CHANNELS)
+        self.sink.publish(header if self.frames_written else None, meta, self._index(meta), on_done)
 
-    def _publish(self, t: float, reason: str, dropped_events: int) -> str:
-        audio_key = None
-        if self.audio is not None:
-            self.audio.close(header=wav_header(self.frames_written * FRAME_BYTES,
-                                               sample_rate=OUTPUT_RATE, channels=CHANNELS))
-            audio_key = self.key(AUDIO_NAME)
-        transcript = self.lines or self.storage.open_append(self.key(TRANSCRIPT_NAME), "application/jsonl")
-        transcript.close()
-        meta = self._meta(t, reason, audio_key, dropped_events)
-        self._put_json(self.key(META_NAME), meta)
-        index = {k: meta[k] for k in ("session_id", "scenario_id", "started_at", "ended_at")}
-        index.update(prefix=self.rec.key_prefix, audio=audio_key, transcript=self.key(TRANSCRIPT_NAME),
-                     meta=self.key(META_NAME))
-        try:
-            if not self.rec.segment:
-                self._put_json(index_key(self.rec.session_id), index)
-        except ObjectExists:  # e.g. a conversation resumed under the same id: keep the first pointer
-            log.warning("session index for %s already exists", self.rec.session_id)
-        return self.storage.uri(self.rec.key_prefix) + "/"
-
-    def _meta(self, t: float, reason: str, audio_key: str | None, dropped_events: int) -> dict[str, Any]:
+    def _meta(self, t: float, reason: str, dropped_events: int) -> dict[str, Any]:
         rec = self.rec
         elapsed = max(t - rec._t0, 0.0)
         return {
@@ -568,13 +655,278 @@ class _RecordingWorker:
             "segment": rec.segment,
             "turns": dict(self.turns),
             "interruptions": self.interruptions,
-            "audio": None if audio_key is None else {
-                "key": audio_key, "sample_rate": OUTPUT_RATE, "channels": ["user", "model"],
+            "audio": None if not self.frames_written else {
+                "key": self.sink.key(AUDIO_NAME), "sample_rate": OUTPUT_RATE, "channels": ["user", "model"],
                 "duration_s": round(self.frames_written / OUTPUT_RATE, 3),
             },
-            "transcript": self.key(TRANSCRIPT_NAME),
+            "transcript": self.sink.key(TRANSCRIPT_NAME),
             "dropped": {"events": dropped_events, "model_audio_ms": _ms(self.mixer.dropped_model)},
         }
 
+    def _index(self, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The ``sessions/<id>.json`` entry (segment 0 only)."""
+        if meta is None or self.rec.segment:
+            return None
+        index = {k: meta[k] for k in ("session_id", "scenario_id", "started_at", "ended_at")}
+        index.update(prefix=self.rec.key_prefix, audio=meta["audio"] and meta["audio"]["key"],
+                     transcript=self.sink.key(TRANSCRIPT_NAME), meta=self.sink.key(META_NAME))
+        return index
+
+
+# --- the storage side (I/O pool) ------------------------------------------------------------
+
+
+class _Sink:
+    """A recording's storage half: gathers the pump's bytes, writes them in order on the I/O pool.
+
+    :meth:`append`, :meth:`publish` and ``handed`` belong to the pump side (one thread at a
+    time, under the recorder's lock); the writers and ``written`` to the pool, where this
+    recording's tasks run one after another.
+    """
+
+    def __init__(self, storage: Storage, prefix: str, session_id: str, pool: _IoPool) -> None:
+        self.storage = storage
+        self.prefix = prefix
+        self.session_id = session_id
+        self.failed = False
+        self.handed = 0  # bytes handed to the pool
+        self.written = 0  # bytes the pool is done with
+        self._pool = pool
+        self._gathered: dict[str, list[bytes]] = {AUDIO_NAME: [], TRANSCRIPT_NAME: []}
+        self._gathered_bytes = 0
+        self._writers: dict[str, Writer] = {}
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._busy = False
+        self._lock = threading.Lock()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    @property
+    def backlog(self) -> int:
+        """Bytes gathered or handed over and not yet written."""
+        return self._gathered_bytes + self.handed - self.written
+
+    # --- pump side -------------------------------------------------------------------------
+
+    def append(self, name: str, data: bytes) -> None:
+        """Add ``data`` to object ``name``; handed to the pool once :data:`FLUSH_BYTES` have gathered."""
+        self._gathered[name].append(data)
+        self._gathered_bytes += len(data)
+        if self._gathered_bytes >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what has gathered to the pool."""
+        if not self._gathered_bytes:
+            return
+        pieces = {name: b"".join(parts) for name, parts in self._gathered.items() if parts}
+        for parts in self._gathered.values():
+            parts.clear()
+        size, self._gathered_bytes = self._gathered_bytes, 0
+        self.handed += size
+        self._submit(functools.partial(self._write, pieces, size))
+
+    def publish(self, audio_header: bytes | None, meta: dict[str, Any] | None, index: dict[str, Any] | None,
+                on_done: Callable[[str | None], None]) -> None:
+        """After the writes: close the objects, store meta and index; ``on_done(uri or None)`` on the pool."""
+        self.flush()
+        self._submit(functools.partial(self._publish, audio_header, meta, index, on_done))
+
+    def fail(self, why: str) -> None:
+        """Stop the recording (any thread): nothing more is written and nothing is published."""
+        with self._lock:
+            if self.failed:
+                return
+            self.failed = True
+        log.error("recording %s stopped: %s", self.session_id, why)
+        self._submit(self._abort)
+
+    def _submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            self._tasks.append(task)
+            if self._busy:
+                return
+            self._busy = True
+        self._pool.submit(self._run)
+
+    # --- pool side -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._tasks:
+                    self._busy = False
+                    return
+                task = self._tasks.popleft()
+            task()
+
+    def _write(self, pieces: dict[str, bytes], size: int) -> None:
+        try:
+            if not self.failed:
+                with self._storage_errors():
+                    for name, data in pieces.items():
+                        self._writer(name).write(data)
+        finally:
+            self.written += size
+
+    def _publish(self, audio_header: bytes | None, meta: dict[str, Any] | None, index: dict[str, Any] | None,
+                 on_done: Callable[[str | None], None]) -> None:
+        uri = None
+        try:
+            with self._storage_errors():
+                uri = self._store(audio_header, meta, index)
+        finally:
+            on_done(uri)
+
+    def _store(self, audio_header: bytes | None, meta: dict[str, Any] | None,
+               index: dict[str, Any] | None) -> str | None:
+        if self.failed or meta is None:
+            return None
+        if audio_header is not None:
+            self._writer(AUDIO_NAME).close(header=audio_header)
+        self._writer(TRANSCRIPT_NAME).close()
+        self._put_json(self.key(META_NAME), meta)
+        try:
+            if index is not None:
+                self._put_json(index_key(self.session_id), index)
+        except ObjectExists:  # e.g. a conversation resumed under the same id: keep the first pointer
+            log.warning("session index for %s already exists", self.session_id)
+        return self.storage.uri(self.prefix) + "/"
+
+    def _writer(self, name: str) -> Writer:
+        writer = self._writers.get(name)
+        if writer is None:
+            if name == AUDIO_NAME:
+                writer = self.storage.open_append(self.key(name), "audio/wav", header_size=WAV_HEADER_BYTES)
+            else:
+                writer = self.storage.open_append(self.key(name), "application/jsonl")
+            self._writers[name] = writer
+        return writer
+
     def _put_json(self, key: str, value: dict[str, Any]) -> None:
         self.storage.put(key, json.dumps(value, ensure_ascii=False, indent=1).encode(), "application/json")
+
+    def _abort(self) -> None:
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            writer.abort()
+
+    @contextlib.contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageError:
+            self.fail("storage is unavailable")
+        except Exception:
+            log.exception("recording %s could not be stored", self.session_id)
+            self.fail("internal error")
+
+
+# --- the pump ---------------------------------------------------------------------------------
+
+
+class _IoPool:
+    """A few daemon threads running the recordings' storage tasks (started as needed)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self._queue.put(task)
+        if len(self._threads) < self.size:
+            with self._lock:
+                if len(self._threads) < self.size:
+                    thread = threading.Thread(target=self._run, name=f"recording-io-{len(self._threads)}",
+                                              daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
+
+    def _run(self) -> None:
+        while True:
+            task = self._queue.get()
+            try:
+                task()
+            except Exception:  # the sink handles its own errors; this keeps the thread alive regardless
+                log.exception("recording storage task failed")
+
+
+class RecordingPump:
+    """Processes the queued events of every open recorder from one daemon thread.
+
+    The thread starts with the first recorder that receives an event and sleeps while
+    no recorder is open. Storage work goes to ``io_threads`` daemon threads.
+
+    Args:
+        interval_s: seconds between rounds; None starts no thread (call :meth:`run_once`).
+        io_threads: storage operations of all recordings, at most this many at once.
+    """
+
+    def __init__(self, *, interval_s: float | None = PUMP_INTERVAL_S, io_threads: int = IO_THREADS) -> None:
+        self.interval_s = interval_s
+        self.io = _IoPool(io_threads)
+        self._recorders: dict[ConversationRecorder, None] = {}  # an ordered set
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def open_recorders(self) -> int:
+        """Recorders the pump is processing (registered on their first event, removed by finalize)."""
+        return len(self._recorders)
+
+    def add(self, recorder: ConversationRecorder) -> None:
+        with self._lock:
+            self._recorders[recorder] = None
+            if self._thread is None and self.interval_s is not None:
+                self._thread = threading.Thread(target=self._run, name="recording-pump", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def discard(self, recorder: ConversationRecorder) -> None:
+        with self._lock:
+            self._recorders.pop(recorder, None)
+
+    def run_once(self) -> None:
+        """Process every open recorder's queued events now."""
+        with self._lock:
+            recorders = list(self._recorders)
+        for recorder in recorders:
+            if not recorder._pump_once():
+                self.discard(recorder)
+            time.sleep(0)  # hand the GIL to the relay loop between recorders, should it be waiting
+
+    def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            if not self._recorders:
+                self._wake.wait()
+            time.sleep(self.interval_s)
+            try:
+                self.run_once()
+            except Exception:  # never let the one pump thread die
+                log.exception("recording pump round failed")
+
+
+_default_pump: RecordingPump | None = None
+_default_lock = threading.Lock()
+
+
+def default_pump() -> RecordingPump:
+    """The process's pump (created on first use; a forked child gets a fresh one)."""
+    global _default_pump
+    with _default_lock:
+        if _default_pump is None:
+            _default_pump = RecordingPump()
+        return _default_pump
+
+
+def _forget_default_pump() -> None:
+    global _default_pump, _default_lock
+    _default_pump, _default_lock = None, threading.Lock()  # the parent's threads do not exist here
+
+
+os.register_at_fork(after_in_child=_forget_default_pump)

@@ -328,3 +328,157 @@ def test_relay_style_closing_pieces_are_harmless(tmp_path, clock):
     rec.finalize("end")
     assert [(l["role"], l["text"], l["interrupted"]) for l in transcript_lines(store, rec)] == [
         ("model", "Hello", True), ("user", "Wait", False)]
+
+
+# --- the shared pump --------------------------------------------------------------------------
+
+
+def conversation(rec, clock) -> None:
+    """A short exchange with a barge-in, from the relay's side."""
+    speak_user(rec, clock, 0.6)
+    rec.transcript("user", "Hello there", True)
+    for _ in range(10):
+        rec.model_audio(tone(0.1, 24000))
+    rec.transcript("model", "Hi, ", False)
+    speak_user(rec, clock, 0.8, amplitude=200)
+    rec.interrupted()
+    speak_user(rec, clock, 0.4)
+    rec.transcript("user", "wait", True)
+    clock.tick(1.7)
+    for _ in range(5):
+        rec.model_audio(tone(0.1, 24000, freq=220.0))
+    rec.transcript("model", "Sure.", True)
+    rec.turn_complete()
+    speak_user(rec, clock, 2.5)
+
+
+def published_files(store, rec) -> list[bytes]:
+    return [store.read(f"{rec.key_prefix}/{name}") for name in ("audio.wav", "transcript.jsonl", "meta.json")]
+
+
+class PumpedEvery:
+    """Stands in for a recorder, running a manual pump after every ``every``-th relay-side call."""
+
+    def __init__(self, rec: ConversationRecorder, pump: recording.RecordingPump, every: int | None) -> None:
+        self.rec, self.pump, self.every, self.calls = rec, pump, every, 0
+
+    def __getattr__(self, name):
+        method = getattr(self.rec, name)
+
+        def call(*args):
+            method(*args)
+            self.calls += 1
+            if self.every and self.calls % self.every == 0:
+                self.pump.run_once()
+        return call
+
+
+@pytest.mark.parametrize("every", [2, 7, 40, None])
+def test_batching_does_not_change_the_recording(tmp_path, every):
+    """Whether the pump takes events in small batches or all at finalize, the files are those of one at a time."""
+    published = []
+    for run, pump_every in enumerate((1, every)):
+        store, clock = LocalStorage(tmp_path / str(run)), FakeClock()
+        pump = recording.RecordingPump(interval_s=None)
+        rec = ConversationRecorder(store, session_id="sess-1", scenario_id="sales-ja", started_at=STARTED,
+                                   clock=clock, pump=pump)
+        conversation(PumpedEvery(rec, pump, pump_every), clock)
+        assert rec.finalize("end") is not None
+        published.append(published_files(store, rec))
+    assert published[0] == published[1]
+
+
+def test_relay_side_calls_only_queue(tmp_path, clock):
+    """The relay-side calls start no thread and process nothing: the events wait for the pump."""
+    store = LocalStorage(tmp_path)
+    pump = recording.RecordingPump(interval_s=None)
+    threads = threading.active_count()
+    rec = ConversationRecorder(store, session_id="sess-1", scenario_id="sales-ja", started_at=STARTED, clock=clock,
+                               pump=pump)
+    speak_user(rec, clock, 3.0)
+    rec.model_audio(tone(1.0, 24000))
+    assert threading.active_count() == threads
+    assert rec.backlog_bytes >= 3 * 32000 and pump.open_recorders == 1
+    pump.run_once()
+    assert rec.backlog_bytes == 0
+    assert rec.finalize("end") is not None
+    assert pump.open_recorders == 0
+
+
+def test_many_recorders_share_one_thread_and_all_are_written(tmp_path):
+    """Thirty conversations at once use one pump thread (plus its I/O pool), and each is recorded whole."""
+    store = LocalStorage(tmp_path)
+    pump = recording.RecordingPump(interval_s=0.01, io_threads=2)
+    threads = threading.active_count()
+    clocks = [FakeClock() for _ in range(30)]
+    recs = [ConversationRecorder(store, session_id=f"sess-{i}", scenario_id="sales-ja", started_at=STARTED,
+                                 clock=clocks[i], pump=pump) for i in range(30)]
+    for step in range(100):  # 2 s of audio each, interleaved like the relay loop does it
+        for i, (rec, clock) in enumerate(zip(recs, clocks)):
+            clock.tick(0.02)
+            rec.user_audio(tone(0.02, 16000, amplitude=10000 if step < 50 + i else 0))
+        if step % 25 == 0:
+            time.sleep(0.02)  # let the pump run meanwhile
+    assert threading.active_count() <= threads + 1 + 2
+    for i, (rec, clock) in enumerate(zip(recs, clocks)):
+        clock.tick(1.0)
+        assert rec.finalize("end") is not None
+        _, stereo = read_wav(store, f"{rec.key_prefix}/audio.wav")
+        frames = stereo[: len(stereo) // 480 * 480, 0].astype(np.int32).reshape(-1, 480)  # 20 ms each
+        assert len(frames) == 99  # 2 s, less the upsampler's last half sample
+        assert abs(int((np.abs(frames).max(axis=1) > 1000).sum()) - (50 + i)) <= 1  # each its own length
+
+
+def test_finalize_while_the_pump_runs(tmp_path):
+    """finalize from another thread while events stream in and the pump works publishes once, consistently."""
+    store = LocalStorage(tmp_path)
+    pump = recording.RecordingPump(interval_s=0.005)
+    rec = ConversationRecorder(store, session_id="sess-1", scenario_id="sales-ja", started_at=STARTED, pump=pump)
+    stop = threading.Event()
+
+    def relay_loop() -> None:
+        frame = tone(0.02, 16000)
+        while not stop.is_set():
+            rec.user_audio(frame)
+            rec.model_audio(tone(0.02, 24000))
+            time.sleep(0.002)
+
+    loop = threading.Thread(target=relay_loop)
+    loop.start()
+    try:
+        time.sleep(0.3)
+        results: list[str | None] = []
+        finalizers = [threading.Thread(target=lambda: results.append(rec.finalize("end"))) for _ in range(3)]
+        for t in finalizers:
+            t.start()
+        for t in finalizers:
+            t.join()
+    finally:
+        stop.set()
+        loop.join()
+    assert len(set(results)) == 1 and results[0] is not None
+    params, stereo = read_wav(store, f"{rec.key_prefix}/audio.wav")
+    assert params.nframes > 0.2 * 24000
+    meta = json.loads(store.read(f"{rec.key_prefix}/meta.json"))
+    assert meta["audio"]["duration_s"] == round(params.nframes / 24000, 3)
+
+
+def test_a_stalled_store_holds_up_only_its_own_recording(tmp_path, clock):
+    """While one recording's storage hangs, another recording on the same pump is written and published."""
+    stalled, healthy = GatedStorage(tmp_path / "stalled"), LocalStorage(tmp_path / "healthy")
+    pump = recording.RecordingPump(interval_s=0.01, io_threads=2)
+    slow = ConversationRecorder(stalled, session_id="slow", scenario_id="sales-ja", started_at=STARTED, clock=clock,
+                                pump=pump)
+    fast = ConversationRecorder(healthy, session_id="fast", scenario_id="sales-ja", started_at=STARTED, clock=clock,
+                                pump=pump)
+    for _ in range(150):
+        clock.tick(0.02)
+        slow.user_audio(tone(0.02, 16000))
+        fast.user_audio(tone(0.02, 16000))
+    time.sleep(0.1)  # the pump hands the slow recording's audio to storage, which hangs
+    started = time.monotonic()
+    assert fast.finalize("end") is not None
+    assert time.monotonic() - started < 2.0
+    assert slow.finalize("end", timeout=0.1) is None
+    stalled.gate.set()
+    assert slow.finalize("end") is not None
