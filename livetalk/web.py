@@ -147,9 +147,11 @@ def _relay_socket(ws, services: Services) -> None:
         return
     try:
         with log_context(session_id=conversation.session_id):
-            services.submit(_run(sock, services, conversation)).result(CONVERSATION_WAIT_S)
-    finally:
+            future = services.submit(_run(sock, services, conversation, ip))
+    except BaseException:
         services.gate.release(ip)
+        raise
+    future.result(CONVERSATION_WAIT_S)
 
 
 def _close_for(code: ErrorCode) -> Close:
@@ -235,12 +237,16 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
     )
 
 
-async def _run(sock, services: Services, conversation: relay.Conversation) -> None:
-    """On the loop: relay until the conversation is over (registered for /healthz and draining)."""
+async def _run(sock, services: Services, conversation: relay.Conversation, ip: str) -> None:
+    """On the loop: relay until the conversation is over (registered for /healthz and draining).
+
+    The client's admission slot is given back as soon as the conversation has ended.
+    """
     services.sessions[conversation.session_id] = conversation
     try:
         await relay.serve(sock, conversation)
     finally:
+        services.gate.release(ip)
         services.sessions.pop(conversation.session_id, None)
 
 

@@ -13,6 +13,7 @@ All methods must be called on the loop thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -115,6 +116,10 @@ class BrowserSocket(asyncio.Protocol):
     def abort(self) -> None:
         """Drop the TCP connection now."""
         if self._transport is not None:
+            sock = self._transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # see _end: our close() alone may not reach the wire
             self._transport.abort()
 
     def _flush(self) -> None:
@@ -126,7 +131,7 @@ class BrowserSocket(asyncio.Protocol):
                 self.bytes_out += len(chunk)
                 transport.write(chunk)
             else:  # the protocol asks for the TCP connection to be closed
-                transport.close()
+                _end(transport)
                 return
         if transport.get_write_buffer_size() > MAX_WRITE_BUFFER_BYTES:
             log.warning("browser socket too slow: %d bytes buffered; dropping it",
@@ -154,7 +159,7 @@ class BrowserSocket(asyncio.Protocol):
         self._flush()  # pongs and close replies the protocol queued
         if self._proto.state is State.CLOSED or self._proto.close_expected():
             if self._transport is not None:
-                self._transport.close()
+                _end(self._transport)
             self._notify_closed()
 
     def _deliver(self, opcode: Opcode, data: bytes) -> None:
@@ -168,6 +173,18 @@ class BrowserSocket(asyncio.Protocol):
         if not self._closed_notified:
             self._closed_notified = True
             self._on_closed()
+
+
+def _end(transport: asyncio.Transport) -> None:
+    """Close the TCP connection, sending FIN once the buffer is flushed.
+
+    The request thread's server still holds the socket (werkzeug keeps a file object on it, so
+    closing ours does not close the descriptor); without the FIN, a server that writes its own
+    HTTP response after the handler returns would put it on the wire after our close frame.
+    """
+    if transport.can_write_eof():
+        transport.write_eof()
+    transport.close()
 
 
 async def attach(sock: socket.socket, factory: Callable[[], BrowserSocket]) -> BrowserSocket:

@@ -428,3 +428,19 @@ def test_browser_leaving_while_gemini_is_slow_cancels_the_setup(live_server, emu
     client.close()
     wait_upstream_closed(emu, within_s=1.0)
     wait_until(lambda: live_server.services.sessions == {})
+
+
+def test_nothing_follows_the_close_frame_on_the_wire(live_server, emu):
+    """After a refusal's close frame the server sends FIN, not the dev server's HTTP response."""
+    import base64
+    import os
+
+    host, port = live_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=UNIT_S) as raw:
+        key = base64.b64encode(os.urandom(16)).decode()
+        raw.sendall((f"GET /ws/realtime?scenario=nope HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        data = b""
+        while chunk := raw.recv(65536):
+            data += chunk
+    assert data.endswith(b"\x88\x0d\x03\xf0bad_request")  # close frame: 1008 "bad_request", then EOF

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 import prompts
-from conftest import FAKE_API_KEY, UNIT_S
+from conftest import FAKE_API_KEY, UNIT_S, wait_until
 from livetalk import security
 from wsclient import RelayClient
 
@@ -182,7 +182,8 @@ def test_too_many_sockets_from_one_address(make_server):
         a.ready(), b.ready()
         error, close = refused(server)
         assert (error["code"], close) == ("rate_limited", 1008)
-    with RelayClient(server.ws_url, timeout_s=UNIT_S) as again:  # slots come back when sockets close
+    wait_until(lambda: server.services.sessions == {})  # slots come back once the conversations ended
+    with RelayClient(server.ws_url, timeout_s=UNIT_S) as again:
         again.ready()
 
 
