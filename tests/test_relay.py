@@ -16,6 +16,19 @@ def open_client(server, **query) -> RelayClient:
     return RelayClient(server.ws_url, timeout_s=UNIT_S, **query)
 
 
+def raw_upgrade(server, query: str = "") -> socket.socket:
+    """A bare TCP socket upgraded to /ws/realtime by hand (no WebSocket library behind it)."""
+    import base64
+    import os
+
+    host, port = server.url.removeprefix("http://").split(":")
+    raw = socket.create_connection((host, int(port)), timeout=UNIT_S)
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall((f"GET /ws/realtime{query} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    return raw
+
+
 def newest_session(emu) -> dict:
     return emu.control.sessions()[-1]
 
@@ -400,19 +413,12 @@ def test_bad_resume_ticket_is_unauthorized(live_server, emu, ticket):
 
 def test_silent_peer_is_dropped_when_it_stops_answering_pings(live_server, emu, monkeypatch):
     """A client that vanished without closing (no frames, no pongs) is dropped and Gemini closed."""
-    import base64
-    import os
-
     from livetalk import relay
 
     monkeypatch.setattr(relay, "KEEPALIVE_INTERVAL_S", 0.2)
     monkeypatch.setattr(relay, "DEAD_PEER_S", 1.5)
     monkeypatch.setattr(relay, "TICK_S", 0.1)
-    host, port = live_server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=UNIT_S) as raw:
-        key = base64.b64encode(os.urandom(16)).decode()
-        raw.sendall((f"GET /ws/realtime HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    with raw_upgrade(live_server) as raw:
         assert raw.recv(4096).startswith(b"HTTP/1.1 101")
         emu.control.wait_sessions(1, timeout=UNIT_S)
         # Read nothing, answer nothing: like a laptop whose lid was closed.
@@ -432,14 +438,7 @@ def test_browser_leaving_while_gemini_is_slow_cancels_the_setup(live_server, emu
 
 def test_nothing_follows_the_close_frame_on_the_wire(live_server, emu):
     """After a refusal's close frame the server sends FIN, not the dev server's HTTP response."""
-    import base64
-    import os
-
-    host, port = live_server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=UNIT_S) as raw:
-        key = base64.b64encode(os.urandom(16)).decode()
-        raw.sendall((f"GET /ws/realtime?scenario=nope HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    with raw_upgrade(live_server, "?scenario=nope") as raw:
         data = b""
         while chunk := raw.recv(65536):
             data += chunk
