@@ -29,7 +29,7 @@ from tests.gcs_helpers import gcs_env, gcs_server, gcs_storage  # noqa: E402,F40
 
 # One scalable timeout unit for every wait in the suite (raise it on a slow machine).
 UNIT_S = 5.0 * float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
-FAKE_API_KEY = "AIzaTEST-not-a-real-key-0123456789abcdef"
+FAKE_API_KEY = "FAKE-gemini-key-not-real-0123456789abcdef"
 
 
 def wait_until(predicate, *, timeout_s: float = UNIT_S, interval_s: float = 0.01):

@@ -13,7 +13,7 @@ import pytest
 
 from livetalk import logs
 
-FAKE_KEY = "AIzaFAKE-logs-test-0123456789abcdef"
+FAKE_KEY = "FAKE-gemini-key-logs-test-0123456789abcdef"
 TRACE_ID = "105445aa7843bc8bf206b12000100000"
 
 

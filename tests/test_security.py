@@ -25,7 +25,7 @@ from livetalk.security import (
     verify_ticket,
 )
 
-FAKE_KEY = "AIzaFAKE-security-test-0123456789"
+FAKE_KEY = "FAKE-gemini-key-security-test-0123456789"
 EPOCH = 1_800_000_000.0  # a fixed wall-clock instant for ticket tests
 
 
