@@ -85,7 +85,7 @@ class Stats:
     frames_in: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
-    dropped_before_ready: int = 0
+    audio_frames_dropped: int = 0
     tokens: int = 0
     bad_frames: int = 0
 
@@ -290,10 +290,10 @@ class Conversation:
         if self.mode is Mode.TEXT:
             raise wire.ProtocolError(ErrorCode.BAD_REQUEST, "audio frames are not accepted in text mode")
         if self.phase is Phase.CONNECTING:
-            self.stats.dropped_before_ready += 1
+            self.stats.audio_frames_dropped += 1
             return
         if self._pending_audio + len(pcm) > MAX_PENDING_AUDIO_BYTES:
-            self.stats.dropped_before_ready += 1
+            self.stats.audio_frames_dropped += 1
             return
         self.stats.bytes_up += len(pcm)
         self._pending_audio += len(pcm)
@@ -536,6 +536,7 @@ class Conversation:
             "bytes_up": s.bytes_up,
             "bytes_down": s.bytes_down,
             "bad_frames": s.bad_frames,
+            "audio_frames_dropped": s.audio_frames_dropped,  # before ready, or beyond the reconnect backlog
             "tokens": s.tokens,
             "recording": self._recording_uri,
         }})
