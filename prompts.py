@@ -7,21 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Vad:
-    """Server-side voice activity detection for the Live session.
-
-    ``silence_ms`` is how long the user must be quiet before the model answers;
-    ``prefix_ms`` is audio kept from before speech was detected. ``automatic=False``
-    switches to push-to-talk (the client sends ``activity_start``/``activity_end``).
-    """
-
-    automatic: bool = True
-    start_sensitivity: str = "START_SENSITIVITY_LOW"
-    end_sensitivity: str = "END_SENSITIVITY_LOW"
-    prefix_ms: int = 100
-    silence_ms: int = 700
+from livetalk.engine import Vad
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from livetalk.recording import ConversationRecorder  # noqa: E402
+from livetalk.recording import ConversationRecorder, RecordingPump  # noqa: E402
 from livetalk.storage import GcsStorage, LocalStorage  # noqa: E402
 
 FRAME_S = 0.02  # user frame length
@@ -101,20 +101,20 @@ def simulate(recorder: ConversationRecorder, clock: FakeClock, minutes: float, r
 _batches = itertools.count()
 
 
-def new_recorders(storage, n: int, clock=time.monotonic) -> list[ConversationRecorder]:
+def new_recorders(storage, pump: RecordingPump, n: int, clock=time.monotonic) -> list[ConversationRecorder]:
     started = dt.datetime.now(dt.timezone.utc)
     batch = next(_batches)
     return [ConversationRecorder(storage, session_id=f"hot-{batch}-{i}", scenario_id="sales-ja", started_at=started,
-                                 clock=clock) for i in range(n)]
+                                 clock=clock, pump=pump) for i in range(n)]
 
 
-def per_call_us(storage, n_sessions: int, rounds: int = 400) -> dict[str, float]:
+def per_call_us(storage, pump: RecordingPump, n_sessions: int, rounds: int = 400) -> dict[str, float]:
     """µs per relay-side call, round-robin over ``n_sessions`` recorders (well inside the queue budget)."""
     user, model = bytes(640), bytes(960)
     out = {}
     for name, call in (("user_audio", lambda r: r.user_audio(user)), ("model_audio", lambda r: r.model_audio(model)),
                        ("transcript", lambda r: r.transcript("user", "word ", False))):
-        recorders = new_recorders(storage, n_sessions)
+        recorders = new_recorders(storage, pump, n_sessions)
         best = math.inf
         for _ in range(3):
             started = time.perf_counter()
@@ -128,9 +128,9 @@ def per_call_us(storage, n_sessions: int, rounds: int = 400) -> dict[str, float]
     return out
 
 
-def real_time(storage, n_sessions: int, seconds: float, record: bool) -> dict[str, float]:
+def real_time(storage, pump: RecordingPump, n_sessions: int, seconds: float, record: bool) -> dict[str, float]:
     """N conversations in real time from one "relay loop" thread; CPU on and off that thread, tick lateness."""
-    recorders = new_recorders(storage, n_sessions) if record else []
+    recorders = new_recorders(storage, pump, n_sessions) if record else []
     user, model = bytes(640), bytes(960)
     late: list[float] = []
     loop_cpu = [0.0]
@@ -171,13 +171,14 @@ def real_time(storage, n_sessions: int, seconds: float, record: bool) -> dict[st
 def hot_path(sessions: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         storage = LocalStorage(tmp)
-        calls = per_call_us(storage, sessions)
+        pump = RecordingPump()
+        calls = per_call_us(storage, pump, sessions)
         print("relay-side calls: " + ", ".join(f"{k} {v:.2f} µs" for k, v in calls.items()))
         print(f"{sessions} sessions x {seconds:g} s in real time (user + model chunk per session per 20 ms):")
         print(f"{'recording':<10} {'loop CPU %':>10} {'other CPU %':>11} {'per session %':>13} "
               f"{'late p50 ms':>11} {'p99 ms':>7} {'max ms':>7} {'finalize s':>10}")
         for record in (False, True):
-            r = real_time(storage, sessions, seconds, record)
+            r = real_time(storage, pump, sessions, seconds, record)
             loop, other = 100 * r["loop_cpu"] / r["wall"], 100 * r["other_cpu"] / r["wall"]
             print(f"{'on' if record else 'off':<10} {loop:>10.2f} {other:>11.2f} "
                   f"{(loop + other) / sessions:>13.4f} {r['late_p50_ms']:>11.2f} {r['late_p99_ms']:>7.2f} "
@@ -211,7 +212,8 @@ def main() -> None:
             storage = LocalStorage(tmp)
         clock = FakeClock()
         recorder = ConversationRecorder(storage, session_id="bench-session", scenario_id="sales-ja",
-                                        started_at=dt.datetime.now(dt.timezone.utc), clock=clock)
+                                        started_at=dt.datetime.now(dt.timezone.utc), clock=clock,
+                                        pump=RecordingPump())
         tracemalloc.start()
         samples: list[tuple[float, int, int]] = []
 

@@ -22,15 +22,11 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import signal
 import ssl
 import statistics
 import struct
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import websockets
@@ -38,83 +34,12 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.benchkit import cpu_seconds, process_tree, rss_bytes, start_emulator, start_server, stop  # noqa: E402
 from livetalk import livewire  # noqa: E402
 
 FRAME_MS = 20
 FRAME_BYTES = 16000 * FRAME_MS // 1000 * 2  # 640
 ECHO_BYTES = FRAME_BYTES * 3 // 2  # the emulator's 24 kHz reply to one frame
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-# --- processes -------------------------------------------------------------------------
-
-
-def start_emulator() -> tuple[subprocess.Popen, str, str]:
-    """The emulator in echo mode as a child process; returns (process, base_url, ca_file)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livetalk.emulator", "--port", "0", "--mode", "echo"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    base_url = ca_file = None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (base_url and ca_file):
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if m := re.search(r"GOOGLE_GEMINI_BASE_URL=(\S+)", line):
-            base_url = m.group(1)
-        if m := re.search(r"SSL_CERT_FILE=(\S+)", line):
-            ca_file = m.group(1)
-    if not (base_url and ca_file):
-        proc.kill()
-        raise SystemExit("the emulator did not start")
-    return proc, base_url, ca_file
-
-
-def start_server(port: int, base_url: str, ca_file: str, workers: int) -> subprocess.Popen:
-    """The production server command, configured like an operator would."""
-    env = dict(os.environ, PORT=str(port), GEMINI_API_KEY="bench-fake-key", GOOGLE_GEMINI_BASE_URL=base_url,
-               SSL_CERT_FILE=ca_file, WEB_CONCURRENCY=str(workers), LOG_LEVEL="WARNING",
-               MAX_SOCKETS_PER_IP="1000", NEW_SOCKETS_PER_IP_PER_MINUTE="100000",
-               DATA_DIR=str(Path("/tmp") / f"livetalk-bench-{os.getpid()}"), NO_PROXY="127.0.0.1,localhost")
-    proc = subprocess.Popen(["gunicorn", "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the server did not start")
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its children (gunicorn master and workers)."""
-    pids = [pid]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                pids.append(int(entry.name))
-    return pids
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLK_TCK
-
-
-def rss_bytes(pids: list[int]) -> int:
-    return sum(int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE for pid in pids)
 
 
 # --- load ------------------------------------------------------------------------------
@@ -275,10 +200,7 @@ def measure(args) -> None:
         cpu = marks["stop"][0] - marks["start"][0]
         wall = marks["stop"][1] - marks["start"][1]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        emu.terminate()
-        server.wait(15)
-        emu.wait(5)
+        stop(server, emu)
     report(args, direct, relayed, cpu, wall, rss_idle, rss_peak[0])
 
 

@@ -24,10 +24,8 @@ import datetime as dt
 import io
 import json
 import logging
-import re
 import secrets
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, BinaryIO
 
 from flask import Blueprint, current_app, jsonify, request
@@ -39,21 +37,17 @@ import prompts
 from . import grading
 from .grading import GradingFailed, Recording, Turn
 from .recording import check_session_id, conversation_prefix, find_recording
-from .security import RateLimiter, client_ip, limit_key
+from .conversation_log import LogError, is_json_log, parse_log
+from .security import client_ip, limit_key
 from .storage import StorageError
 from .wav import SNIFF_BYTES, AudioType, sniff_audio
 
 log = logging.getLogger("livetalk.feedback")
 
 MAX_LOG_BYTES = 2 * 1024 * 1024  # the conversation log, as a form field or file part
-MAX_LOG_TURNS = 5000
-MAX_TURN_CHARS = 20_000
 MAX_JSON_BODY_BYTES = 64 * 1024  # the {"session_id"} form
-POOL_WORKERS = 8  # storage writes in flight across all requests
 GRADABLE_AUDIO = {"wav": "audio/wav", "mp3": "audio/mp3", "ogg": "audio/ogg", "flac": "audio/flac"}  # Gemini's names
 RECORDING_NOTE = "It is stereo: the left channel is the user, the right channel is the AI customer."
-ROLE_ALIASES = {"user": "user", "model": "model", "ai": "model", "assistant": "model"}
-_LINE_LABEL = re.compile(r"^\s*(user|ai|model|assistant|ユーザー)\s*[:：]\s?(.*)$", re.IGNORECASE)
 
 feedback_bp = Blueprint("feedback", __name__)
 
@@ -64,29 +58,6 @@ class FeedbackError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
-
-
-# --- the write pool ------------------------------------------------------------------------------
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _submit(fn, *args) -> Future:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(POOL_WORKERS, thread_name_prefix="feedback-write")
-        return _pool.submit(fn, *args)
-
-
-def shutdown_feedback_pool(wait: bool = True) -> None:
-    """Stop the write pool; with ``wait`` (the default) pending writes finish first. A later request starts a new one."""
-    global _pool
-    with _pool_lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=wait)
 
 
 # --- the route ---------------------------------------------------------------------------------
@@ -122,19 +93,17 @@ def _admit(services) -> None:
     settings = services.settings
     if services.draining.is_set():
         raise FeedbackError(503, "draining", "the server is shutting down; try again shortly")
-    _check_rate(settings)
+    _check_rate(services)
     request.max_content_length = settings.max_request_bytes
     request.max_form_memory_size = MAX_LOG_BYTES + 1024
     if (request.content_length or 0) > settings.max_request_bytes:
         raise FeedbackError(413, "too_large", f"the request is over {settings.max_request_bytes} bytes")
 
 
-def _check_rate(settings) -> None:
-    limiter = current_app.extensions.setdefault(
-        "livetalk.feedback_limiter", RateLimiter(settings.feedback_per_ip_per_min, 60.0)
-    )
+def _check_rate(services) -> None:
+    limiter = services.limits.feedback
     key = limit_key(client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
-                              settings.trust_forwarded_for))
+                              services.settings.trust_forwarded_for))
     if not limiter.allow(key):
         raise FeedbackError(429, "rate_limited", "too many feedback requests; wait a minute",
                             retry_after=max(limiter.retry_after(key), 1))
@@ -148,18 +117,21 @@ def _from_upload(services):
     session_id = _session_id(form.get("session_id"), required=False) or _new_session_id()
     scenario = _scenario(form.get("scenario"))
     raw_log, log_ext = _read_log(form.get("log"), files.get("log"))
-    turns = parse_log(raw_log.decode("utf-8-sig"))
-    audio = _read_audio(files.get("audio"))
+    try:
+        turns = parse_log(raw_log.decode("utf-8-sig"))
+    except LogError as exc:
+        raise FeedbackError(400, "invalid_log", str(exc)) from None
+    audio = _read_audio(files.get("audio"), services.grader.inline_audio_max_bytes)
     folder = _request_folder(conversation_prefix(session_id, _utcnow()))
     storage = services.storage
     writes: dict[str, Future] = {
-        "log": _submit(storage.put, f"{folder}/log.{log_ext}", raw_log,
+        "log": services.write(storage.put, f"{folder}/log.{log_ext}", raw_log,
                        "application/json" if log_ext == "json" else "text/plain; charset=utf-8"),
     }
     recording = None
     if audio is not None:
         kind, data = audio
-        writes["audio"] = _submit(storage.put, f"{folder}/audio.{kind.ext}", data, kind.mime)
+        writes["audio"] = services.write(storage.put, f"{folder}/audio.{kind.ext}", data, kind.mime)
         recording = _upload_recording(kind, data, storage, f"{folder}/audio.{kind.ext}", writes["audio"])
     job = _Job(session_id, scenario, folder, turns, recording)
     return _grade_and_store(services, job, writes)
@@ -181,61 +153,10 @@ def _read_log(field: str | None, part: FileStorage | None) -> tuple[bytes, str]:
         raise FeedbackError(400, "invalid_log", "log must be UTF-8 text") from None
     if not text.strip():
         raise FeedbackError(400, "invalid_log", "log is empty")
-    return raw, "json" if text.lstrip()[:1] in "[{" else "txt"
+    return raw, "json" if is_json_log(text) else "txt"
 
 
-def parse_log(text: str) -> list[Turn]:
-    """The turns of a log: a JSON list of ``{role, text}``, or ``User:`` / ``AI:`` lines.
-
-    Raises :class:`FeedbackError` (400) naming what is wrong.
-    """
-    turns = _parse_json_log(text) if text.lstrip()[:1] in "[{" else _parse_text_log(text)
-    turns = [t for t in turns if t.text.strip()]
-    if not turns:
-        raise FeedbackError(400, "invalid_log", "log has no turns with text")
-    if len(turns) > MAX_LOG_TURNS:
-        raise FeedbackError(400, "invalid_log", f"log has more than {MAX_LOG_TURNS} turns")
-    return turns
-
-
-def _parse_json_log(text: str) -> list[Turn]:
-    try:
-        items = json.loads(text)
-    except ValueError:
-        raise FeedbackError(400, "invalid_log", "log is not valid JSON") from None
-    if not isinstance(items, list):
-        raise FeedbackError(400, "invalid_log", 'log must be a JSON list of {"role", "text"} objects')
-    return [_json_turn(i, item) for i, item in enumerate(items)]
-
-
-def _json_turn(i: int, item: Any) -> Turn:
-    if not isinstance(item, dict):
-        raise FeedbackError(400, "invalid_log", f"log[{i}] must be an object with role and text")
-    role = ROLE_ALIASES.get(str(item.get("role", "")).lower())
-    if role is None:
-        raise FeedbackError(400, "invalid_log", f"log[{i}].role must be 'user' or 'model'")
-    text = item.get("text")
-    if not isinstance(text, str):
-        raise FeedbackError(400, "invalid_log", f"log[{i}].text must be a string")
-    if len(text) > MAX_TURN_CHARS:
-        raise FeedbackError(400, "invalid_log", f"log[{i}].text is over {MAX_TURN_CHARS} characters")
-    return Turn(role, text)
-
-
-def _parse_text_log(text: str) -> list[Turn]:
-    turns: list[list[str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        match = _LINE_LABEL.match(line)
-        if match:
-            turns.append([ROLE_ALIASES.get(match[1].lower(), "user"), match[2].strip()])
-        elif line.strip() and turns:
-            turns[-1][1] = f"{turns[-1][1]}\n{line.strip()}"  # a message that spans lines
-        elif line.strip():
-            raise FeedbackError(400, "invalid_log", f"log line {number} must start with 'User:' or 'AI:'")
-    return [Turn(role, body[:MAX_TURN_CHARS]) for role, body in turns]
-
-
-def _read_audio(part: FileStorage | None) -> tuple[AudioType, bytes | BinaryIO] | None:
+def _read_audio(part: FileStorage | None, inline_max_bytes: int) -> tuple[AudioType, bytes | BinaryIO] | None:
     """The sniffed type and the content (bytes when small enough to grade inline, else the stream)."""
     if part is None:
         return None
@@ -249,7 +170,7 @@ def _read_audio(part: FileStorage | None) -> tuple[AudioType, bytes | BinaryIO] 
     stream.seek(0)
     if kind is None:
         raise FeedbackError(415, "unsupported_audio", "audio must be WAV, WebM/Opus, OGG, MP3 or FLAC")
-    if size <= grading.INLINE_AUDIO_MAX_BYTES:
+    if size <= inline_max_bytes:
         return kind, stream.read()
     return kind, stream
 
@@ -346,8 +267,8 @@ class _Job:
 def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     evaluation, failure = None, None
     try:
-        evaluation = grading.grade(services.genai_client(), model=services.settings.gemini_grading_model,
-                                   scenario=job.scenario, turns=job.turns, recording=job.recording)
+        evaluation = services.grader.grade(services.genai_client(), scenario=job.scenario, turns=job.turns,
+                                           recording=job.recording)
     except GradingFailed as exc:
         failure = exc
     except StorageError as exc:  # reading a large recording back from storage
@@ -361,7 +282,7 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
         raise FeedbackError(502, "grading_failed", f"grading failed: {failure}; the conversation is stored",
                             session_id=job.session_id, stored=stored)
     report = grading.render_markdown(evaluation, job.scenario)
-    stored["feedback"] = _store_results(services.storage, job, evaluation, report)
+    stored["feedback"] = _store_results(services, job, evaluation, report)
     return jsonify({"session_id": job.session_id, "feedback": report,
                     "evaluation": grading.evaluation_json(evaluation), "stored": stored})
 
@@ -379,13 +300,14 @@ def _settle(writes: dict[str, Future]) -> dict[str, str | None]:
     return results
 
 
-def _store_results(storage, job: _Job, evaluation, report: str) -> str | None:
+def _store_results(services, job: _Job, evaluation, report: str) -> str | None:
     """Write evaluation.json and feedback.md; the report's URI, or None if it could not be written."""
     record = {"session_id": job.session_id, "scenario": job.scenario.id, "graded_at": _utcnow().isoformat(),
               "evaluation": grading.evaluation_json(evaluation)}
-    evaluation_write = _submit(storage.put, f"{job.folder}/evaluation.json",
+    storage = services.storage
+    evaluation_write = services.write(storage.put, f"{job.folder}/evaluation.json",
                                json.dumps(record, ensure_ascii=False, indent=1).encode(), "application/json")
-    report_write = _submit(storage.put, f"{job.folder}/feedback.md", report.encode(), "text/markdown; charset=utf-8")
+    report_write = services.write(storage.put, f"{job.folder}/feedback.md", report.encode(), "text/markdown; charset=utf-8")
     try:
         evaluation_write.result()
         return report_write.result()

@@ -1,6 +1,6 @@
 """Grades a finished conversation with Gemini (generateContent + a response schema).
 
-:func:`grade` sends the scenario's grading instruction and rubric as the system
+:meth:`Grader.grade` sends the scenario's grading instruction and rubric as the system
 instruction, the transcript as text and, when there is one, the recording (inline
 when small, through the Files API when large), and asks for JSON matching
 :class:`Evaluation`. The reply is validated (scores clamped to 0–100, criteria
@@ -91,68 +91,69 @@ class Recording:
 # --- grading ----------------------------------------------------------------------------------
 
 
-def grade(
-    client: genai.Client,
-    *,
-    model: str,
-    scenario: Scenario,
-    turns: Sequence[Turn],
-    recording: Recording | None = None,
-    attempt_timeout_s: float = ATTEMPT_TIMEOUT_S,
-    deadline_s: float = DEADLINE_S,
-) -> Evaluation:
-    """Grade a conversation; raises :class:`GradingFailed`.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Grader:
+    """Grades conversations with one model; the timings and limits are its fields (seconds, bytes)."""
 
-    Retries (up to :data:`MAX_ATTEMPTS`, with backoff, within ``deadline_s`` seconds)
-    on 408/429/5xx, transport errors and replies that do not validate.
-    """
-    deadline = time.monotonic() + deadline_s
-    uploaded = None
-    try:
-        audio_part, uploaded = _attach(client, recording, deadline)
-        contents = [*([audio_part] if audio_part is not None else []), _transcript_prompt(turns, recording)]
-        return _generate_with_retries(client, model, scenario, contents, attempt_timeout_s, deadline)
-    finally:
-        if uploaded is not None:
-            _delete_quietly(client, uploaded)
+    model: str
+    attempt_timeout_s: float = ATTEMPT_TIMEOUT_S  # one generateContent call
+    deadline_s: float = DEADLINE_S  # all attempts together, uploads included
+    max_attempts: int = MAX_ATTEMPTS
+    backoff_s: tuple[float, ...] = BACKOFF_S  # wait before the 2nd, 3rd… attempt (plus up to 50 % jitter)
+    inline_audio_max_bytes: int = INLINE_AUDIO_MAX_BYTES  # larger recordings go through the Files API
 
+    def grade(self, client: genai.Client, *, scenario: Scenario, turns: Sequence[Turn],
+              recording: Recording | None = None) -> Evaluation:
+        """Grade a conversation; raises :class:`GradingFailed`.
 
-def _generate_with_retries(client, model, scenario, contents, attempt_timeout_s, deadline) -> Evaluation:
-    from google.genai import types
-
-    system = system_instruction(scenario)
-    last_problem = "no attempt was made"
-    for attempt in range(MAX_ATTEMPTS):
-        remaining = deadline - time.monotonic()
-        if remaining <= 1.0:
-            break
-        config = types.GenerateContentConfig(
-            system_instruction=system,
-            response_mime_type="application/json",
-            response_schema=Evaluation,
-            temperature=0.2,
-            http_options=types.HttpOptions(timeout=int(min(attempt_timeout_s, remaining) * 1000)),
-        )
+        Retries (up to ``max_attempts``, with backoff, within ``deadline_s``) on 408/429/5xx, transport
+        errors and replies that do not validate.
+        """
+        deadline = time.monotonic() + self.deadline_s
+        uploaded = None
         try:
-            response = client.models.generate_content(model=model, contents=contents, config=config)
-            return validate(response.text, scenario)
-        except _Retryable as exc:
-            last_problem = str(exc)
-        except Exception as exc:
-            if not _is_transient(exc):
-                log.warning("grading failed: %s", _describe(exc))
-                raise GradingFailed("the grading service rejected the request") from exc
-            last_problem = _describe(exc)
-        log.warning("grading attempt %d of %d failed: %s", attempt + 1, MAX_ATTEMPTS, last_problem)
-        if attempt + 1 < MAX_ATTEMPTS:
-            _sleep_before_retry(attempt, deadline)
-    raise GradingFailed("the grading service is unavailable; try again later")
+            audio_part, uploaded = _attach(client, recording, deadline, self.inline_audio_max_bytes)
+            contents = [*([audio_part] if audio_part is not None else []), _transcript_prompt(turns, recording)]
+            return self._generate_with_retries(client, scenario, contents, deadline)
+        finally:
+            if uploaded is not None:
+                _delete_quietly(client, uploaded)
 
+    def _generate_with_retries(self, client, scenario, contents, deadline) -> Evaluation:
+        from google.genai import types
 
-def _sleep_before_retry(attempt: int, deadline: float) -> None:
-    base = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-    pause = base * (1 + random.random() / 2)
-    time.sleep(max(min(pause, deadline - time.monotonic() - 1.0), 0))
+        system = system_instruction(scenario)
+        last_problem = "no attempt was made"
+        for attempt in range(self.max_attempts):
+            remaining = deadline - time.monotonic()
+            if remaining <= 1.0:
+                break
+            config = types.GenerateContentConfig(
+                system_instruction=system,
+                response_mime_type="application/json",
+                response_schema=Evaluation,
+                temperature=0.2,
+                http_options=types.HttpOptions(timeout=int(min(self.attempt_timeout_s, remaining) * 1000)),
+            )
+            try:
+                response = client.models.generate_content(model=self.model, contents=contents, config=config)
+                return validate(response.text, scenario)
+            except _Retryable as exc:
+                last_problem = str(exc)
+            except Exception as exc:
+                if not _is_transient(exc):
+                    log.warning("grading failed: %s", _describe(exc))
+                    raise GradingFailed("the grading service rejected the request") from exc
+                last_problem = _describe(exc)
+            log.warning("grading attempt %d of %d failed: %s", attempt + 1, self.max_attempts, last_problem)
+            if attempt + 1 < self.max_attempts:
+                self._sleep_before_retry(attempt, deadline)
+        raise GradingFailed("the grading service is unavailable; try again later")
+
+    def _sleep_before_retry(self, attempt: int, deadline: float) -> None:
+        base = self.backoff_s[min(attempt, len(self.backoff_s) - 1)]
+        pause = base * (1 + random.random() / 2)
+        time.sleep(max(min(pause, deadline - time.monotonic() - 1.0), 0))
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -205,14 +206,14 @@ def _transcript_prompt(turns: Sequence[Turn], recording: Recording | None) -> st
 # --- the recording ----------------------------------------------------------------------------
 
 
-def _attach(client, recording: Recording | None, deadline: float):
+def _attach(client, recording: Recording | None, deadline: float, inline_max_bytes: int):
     """The recording as a content part (inline or uploaded) and the uploaded file to delete later."""
     from google.genai import types
 
     if recording is None:
         return None, None
     try:
-        if recording.size <= INLINE_AUDIO_MAX_BYTES:
+        if recording.size <= inline_max_bytes:
             with recording.open() as stream:
                 return types.Part.from_bytes(data=stream.read(), mime_type=recording.mime_type), None
         with recording.open() as stream:

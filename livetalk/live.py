@@ -1,65 +1,34 @@
-"""The one seam to Gemini Live: open a session with google-genai, then move frames.
+"""The Gemini Live engine: open a session with google-genai, then move frames on its connection.
 
-:func:`connect` lets the SDK (``client.aio.live.connect``) build the URL, the
-credentials, TLS and the ``setup`` message from a :class:`LiveSetup`. Frames that
-repeat 50 times a second are encoded/decoded by :mod:`livetalk.livewire` on the
-SDK's own connection (see that module for the measured reason).
+:class:`GeminiEngine` lets the SDK (``client.aio.live.connect``) build the URL, the credentials, TLS and the
+``setup`` message from a :class:`~livetalk.engine.LiveSetup`. Frames that repeat 50 times a second are
+encoded/decoded by :mod:`livetalk.livewire` on the SDK's own connection (see that module for the measured
+reason); :func:`sdk_websocket` is the one place that reaches into the SDK for it.
 
-Errors (all :class:`UpstreamError`)::
-
-    UpstreamUnavailable   Gemini could not be reached (network, TLS, timeout, HTTP 5xx)
-    UpstreamClosed        Gemini refused or closed the session: ``code`` and ``reason``
-                          are its WebSocket close code (1007/1008/1011…) or HTTP status
+Errors are the engine seam's (:mod:`livetalk.engine`): :class:`~livetalk.engine.UpstreamUnavailable` when
+Gemini cannot be reached, :class:`~livetalk.engine.UpstreamClosed` with Gemini's close code (1007/1008/1011…)
+or HTTP status and reason when it refuses or closes the session.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import logging
 import ssl
+from typing import Any
 
 from google.genai import errors as genai_errors
 from google.genai import types
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidHandshake
-
-from prompts import Vad
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from . import livewire
+from .engine import Event, LiveSetup, UpstreamClosed, UpstreamError, UpstreamUnavailable
 
-log = logging.getLogger("livetalk.live")
-
+CHECKED_SDK_VERSION = "3.6.1"  # the google-genai release sdk_websocket was checked against (tests/test_live.py)
+INPUT_RATE_HZ = 16000
+OUTPUT_RATE_HZ = 24000
 ABNORMAL_CLOSURE = 1006
-MAX_REASON_CHARS = 123
 CLOSE_TIMEOUT_S = 0.5  # how long we wait for Gemini's close reply before dropping TCP
-
-
-class UpstreamError(Exception):
-    """Gemini Live failed; subclasses say how."""
-
-
-class UpstreamUnavailable(UpstreamError):
-    """Gemini could not be reached."""
-
-
-class UpstreamClosed(UpstreamError):
-    """Gemini closed (or refused) the session with ``code`` and ``reason``."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{code} {reason}".strip())
-        self.code = code
-        self.reason = reason[:MAX_REASON_CHARS]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class LiveSetup:
-    """What the relay asks of a Live session; the server derives it from a scenario."""
-
-    model: str
-    system_instruction: str
-    voice: str
-    vad: Vad
-    resume_handle: str | None = None
+_RECOVERABLE_CLOSES = frozenset({1000, 1001, ABNORMAL_CLOSURE})
 
 
 def build_config(setup: LiveSetup) -> types.LiveConnectConfig:
@@ -90,16 +59,28 @@ def build_config(setup: LiveSetup) -> types.LiveConnectConfig:
     )
 
 
-class LiveConnection:
-    """One open Live session. Use :func:`connect`; call :meth:`close` when done."""
+def sdk_websocket(session: Any) -> Any:
+    """The websockets connection under an SDK ``AsyncSession`` (google-genai 3.6.x keeps it as ``_ws``).
 
-    def __init__(self, context, session) -> None:
+    The only reach into the SDK's private state; tests/test_live.py pins it to the SDK version, so an upgrade
+    that moves it fails one clear test instead of every conversation.
+    """
+    ws = getattr(session, "_ws", None)
+    if ws is None or not hasattr(ws, "recv") or not hasattr(ws, "send"):
+        raise RuntimeError("google-genai's AsyncSession no longer keeps its connection in _ws")
+    return ws
+
+
+class LiveConnection:
+    """One open Gemini Live session (an :class:`~livetalk.engine.Upstream`). Close it when done."""
+
+    def __init__(self, context: Any, session: Any) -> None:
         self._context = context  # the SDK's async context manager, exited on close
-        self._ws = session._ws  # the SDK's websockets connection (see module docstring)
+        self._ws = sdk_websocket(session)
         self._closed = False
 
-    async def send_audio(self, pcm: bytes, rate_hz: int = 16000) -> None:
-        await self._send(livewire.encode_audio(pcm, rate_hz))
+    async def send_audio(self, pcm: bytes) -> None:
+        await self._send(livewire.encode_audio(pcm, INPUT_RATE_HZ))
 
     async def send_text(self, text: str) -> None:
         await self._send(livewire.encode_text(text).encode())
@@ -119,8 +100,8 @@ class LiveConnection:
         except ConnectionClosed as exc:
             raise _closed_error(exc) from None
 
-    async def receive(self) -> list[livewire.LiveEvent]:
-        """The events of the next server frame; raises :class:`UpstreamClosed` at the end."""
+    async def receive(self) -> list[Event]:
+        """The events of the next server frame; raises :class:`~livetalk.engine.UpstreamClosed` at the end."""
         try:
             raw = await self._ws.recv(decode=False)
         except ConnectionClosed as exc:
@@ -137,30 +118,34 @@ class LiveConnection:
         with contextlib.suppress(Exception):
             self._ws.transport.abort()  # no-op once closed; ends a peer that never answered
 
-    def abort(self) -> None:
-        """Drop the connection now (no closing handshake); safe from any loop callback."""
-        self._closed = True
-        with contextlib.suppress(Exception):
-            self._ws.transport.abort()
 
+class GeminiEngine:
+    """The :class:`~livetalk.engine.Engine` for Gemini Live through a google-genai client."""
 
-async def connect(client, setup: LiveSetup, *, timeout_s: float) -> LiveConnection:
-    """Open a Live session for ``setup`` through the SDK; raises :class:`UpstreamError`."""
-    context = client.aio.live.connect(model=setup.model, config=build_config(setup))
-    try:
-        session = await asyncio.wait_for(context.__aenter__(), timeout_s)
-    except asyncio.TimeoutError:
-        raise UpstreamUnavailable(f"Gemini did not answer within {timeout_s:g} s") from None
-    except genai_errors.APIError as exc:
-        raise _api_error(exc) from None
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        if status >= 500:
-            raise UpstreamUnavailable(f"Gemini refused the connection (HTTP {status})") from None
-        raise UpstreamClosed(status, f"HTTP {status} at handshake") from None
-    except (OSError, ssl.SSLError, InvalidHandshake, ConnectionClosed) as exc:
-        raise UpstreamUnavailable(f"cannot reach Gemini ({type(exc).__name__})") from None
-    return LiveConnection(context, session)
+    name = "gemini"
+    input_rate = INPUT_RATE_HZ
+    output_rate = OUTPUT_RATE_HZ
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def connect(self, setup: LiveSetup, *, timeout_s: float) -> LiveConnection:
+        """Open a Live session for ``setup`` through the SDK; raises :class:`~livetalk.engine.UpstreamError`."""
+        context = self._client.aio.live.connect(model=setup.model, config=build_config(setup))
+        try:
+            session = await asyncio.wait_for(context.__aenter__(), timeout_s)
+        except asyncio.TimeoutError:
+            raise UpstreamUnavailable(f"Gemini did not answer within {timeout_s:g} s") from None
+        except genai_errors.APIError as exc:
+            raise _api_error(exc) from None
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status >= 500:
+                raise UpstreamUnavailable(f"Gemini refused the connection (HTTP {status})") from None
+            raise UpstreamClosed(status, f"HTTP {status} at handshake") from None
+        except (OSError, ssl.SSLError, InvalidHandshake, ConnectionClosed) as exc:
+            raise UpstreamUnavailable(f"cannot reach Gemini ({type(exc).__name__})") from None
+        return LiveConnection(context, session)
 
 
 def _api_error(exc: genai_errors.APIError) -> UpstreamError:
@@ -168,11 +153,16 @@ def _api_error(exc: genai_errors.APIError) -> UpstreamError:
     reason = str(exc.details or exc.message or "")
     if code == ABNORMAL_CLOSURE:
         return UpstreamUnavailable("the connection to Gemini was lost")
-    return UpstreamClosed(code, reason)
+    return _closed(code, reason)
 
 
 def _closed_error(exc: ConnectionClosed) -> UpstreamClosed:
     rcvd = exc.rcvd
     if rcvd is None:
-        return UpstreamClosed(ABNORMAL_CLOSURE, "connection to Gemini lost without a close frame")
-    return UpstreamClosed(rcvd.code, rcvd.reason)
+        return _closed(ABNORMAL_CLOSURE, "connection to Gemini lost without a close frame")
+    return _closed(rcvd.code, rcvd.reason)
+
+
+def _closed(code: int, reason: str) -> UpstreamClosed:
+    recoverable = code in _RECOVERABLE_CLOSES or "unavailable" in reason.lower()
+    return UpstreamClosed(code, reason, recoverable=recoverable)

@@ -12,10 +12,23 @@ tests/test_livewire.py checks them against the SDK's own output.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import re
 
 import orjson
+
+from .engine import (
+    Event,
+    GenerationComplete,
+    GoAway,
+    Interrupted,
+    ModelAudio,
+    ModelText,
+    Resumption,
+    ServerError,
+    Transcription,
+    TurnComplete,
+    Usage,
+)
 
 AUDIO_STREAM_END = '{"realtime_input": {"audioStreamEnd": true}}'
 ACTIVITY_START = '{"realtime_input": {"activityStart": {}}}'
@@ -37,71 +50,11 @@ def encode_text(text: str) -> str:
 
 # --- server messages ---------------------------------------------------------------
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ModelAudio:
-    pcm: bytes  # s16le mono, 24 kHz
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ModelText:
-    text: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Transcription:
-    role: str  # "user" (input transcription) or "model" (output transcription)
-    text: str
-    finished: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Interrupted:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class GenerationComplete:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TurnComplete:
-    usage: dict | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Resumption:
-    handle: str | None
-    resumable: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class GoAway:
-    time_left_s: float | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Usage:
-    usage: dict
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ServerError:
-    """A JSON error object in a frame (``{"error": {...}}`` or ``{"code": ...}``)."""
-
-    code: int | None
-    message: str
-
-
-LiveEvent = (ModelAudio | ModelText | Transcription | Interrupted | GenerationComplete | TurnComplete
-             | Resumption | GoAway | Usage | ServerError)
-
 _INTERRUPTED = Interrupted()
 _GENERATION_COMPLETE = GenerationComplete()
 
 
-def parse_server_message(raw: bytes | str) -> list[LiveEvent]:
+def parse_server_message(raw: bytes | str) -> list[Event]:
     """Decode one server frame into events, in the order a client should act on them."""
     try:
         msg = orjson.loads(raw)
@@ -109,7 +62,7 @@ def parse_server_message(raw: bytes | str) -> list[LiveEvent]:
         return [ServerError(None, "upstream sent a frame that is not JSON")]
     if not isinstance(msg, dict):
         return []
-    events: list[LiveEvent] = []
+    events: list[Event] = []
     content = msg.get("serverContent")
     if content:
         _server_content(content, msg.get("usageMetadata"), events)
@@ -126,7 +79,7 @@ def parse_server_message(raw: bytes | str) -> list[LiveEvent]:
     return events
 
 
-def _server_content(content: dict, usage: dict | None, events: list[LiveEvent]) -> None:
+def _server_content(content: dict, usage: dict | None, events: list[Event]) -> None:
     if content.get("interrupted"):
         events.append(_INTERRUPTED)
     turn = content.get("modelTurn")
@@ -145,7 +98,7 @@ def _server_content(content: dict, usage: dict | None, events: list[LiveEvent]) 
         events.append(Usage(usage))
 
 
-def _part(part: dict, events: list[LiveEvent]) -> None:
+def _part(part: dict, events: list[Event]) -> None:
     blob = part.get("inlineData") or part.get("inline_data")
     if blob:
         events.append(ModelAudio(decode_b64(blob.get("data") or "")))

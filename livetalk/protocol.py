@@ -13,8 +13,6 @@ import enum
 
 import orjson
 
-INPUT_RATE_HZ = 16000
-OUTPUT_RATE_HZ = 24000
 MAX_AUDIO_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
 MAX_TEXT_FRAME_BYTES = 32 * 1024  # 4000 chars of JSON-escaped text fit comfortably
@@ -170,9 +168,11 @@ def _event(kind: str, **fields: object) -> str:
     return orjson.dumps({"type": kind, **fields}).decode()
 
 
-def ready(*, session_id: str, scenario: str, mode: Mode, resume: str | None, emulated: bool) -> str:
-    return _event("ready", session_id=session_id, input_rate=INPUT_RATE_HZ, output_rate=OUTPUT_RATE_HZ,
-                  scenario=scenario, mode=mode.value, resume=resume, emulated=emulated)
+def ready(*, session_id: str, scenario: str, mode: Mode, resume: str | None, emulated: bool, engine: str,
+          input_rate: int, output_rate: int) -> str:
+    """``ready``; ``engine`` (extension) names the upstream, whose audio rates (Hz) the client must use."""
+    return _event("ready", session_id=session_id, input_rate=input_rate, output_rate=output_rate,
+                  scenario=scenario, mode=mode.value, resume=resume, emulated=emulated, engine=engine)
 
 
 def transcript(role: str, text: str, final: bool) -> str:

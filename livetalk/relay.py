@@ -26,18 +26,51 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import live, livewire, protocol as wire, resume
+from . import engine as ev
+from . import protocol as wire
+from . import resume
+from .engine import Engine, LiveSetup, Upstream, UpstreamClosed, UpstreamError
 from .protocol import Close, ErrorCode, Mode
 from .wsio import BrowserSocket, attach, wait_closed
 
 log = logging.getLogger("livetalk.relay")
 
-KEEPALIVE_INTERVAL_S = 20.0  # browser pings; no frame and no pong for DEAD_PEER_S means the peer is gone
-DEAD_PEER_S = 2.5 * KEEPALIVE_INTERVAL_S
-TICK_S = 1.0  # limit checks
-MAX_PENDING_AUDIO_BYTES = 16000 * 2 * 10  # 10 s held while Gemini reconnects
+PING_INTERVAL_S = 20.0  # browser pings; no frame and no pong for 2.5 intervals means the peer is gone
+DEAD_PEER_INTERVALS = 2.5
+MAX_TICK_S = 1.0  # limit checks at least this often
+PENDING_AUDIO_S = 10.0  # user audio held while the upstream reconnects
 MAX_RECONNECTS = 3
 SHUTDOWN_FINALIZE_S = 4.0  # when draining, stop waiting for the recording's upload after this
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Policy:
+    """The limits and timings of a conversation, in seconds unless named otherwise."""
+
+    session_max_s: float = 15 * 60.0  # whole-conversation cap
+    session_warning_s: float = 60.0  # `session_limit` warning this long before the cap
+    idle_timeout_s: float = 120.0  # no client frame for this long ends it
+    connect_timeout_s: float = 10.0  # opening an upstream session
+    ping_interval_s: float = PING_INTERVAL_S
+    max_reconnects: int = MAX_RECONNECTS
+    shutdown_finalize_s: float = SHUTDOWN_FINALIZE_S
+
+    @property
+    def dead_peer_s(self) -> float:
+        """No frame and no pong for this long: the browser is gone."""
+        return DEAD_PEER_INTERVALS * self.ping_interval_s
+
+    @property
+    def tick_s(self) -> float:
+        """How often limits and keepalive are checked."""
+        return min(MAX_TICK_S, self.ping_interval_s / 4)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Policy:
+        """The policy for a :class:`~livetalk.config.Settings`."""
+        return cls(session_max_s=settings.session_max_s, session_warning_s=settings.session_warning_s,
+                   idle_timeout_s=settings.idle_timeout_s, connect_timeout_s=settings.upstream_connect_timeout_s,
+                   ping_interval_s=settings.ping_interval_s)
 
 
 class Phase(enum.Enum):
@@ -82,7 +115,6 @@ class Stats:
     interruptions: int = 0
     upstream_errors: int = 0
     reconnects: int = 0
-    frames_in: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
     audio_frames_dropped: int = 0
@@ -99,17 +131,17 @@ class Utterance:
 
 
 class Conversation:
-    """One browser conversation relayed to Gemini Live. Create on the loop; ``await run()``."""
+    """One browser conversation relayed to an upstream engine. Create on the loop; ``await run()``."""
 
     def __init__(
         self,
         *,
         session_id: str,
-        setup: live.LiveSetup,
+        setup: LiveSetup,
         mode: Mode,
         scenario_id: str,
-        client: Any,
-        settings: Any,
+        engine: Engine,
+        policy: Policy,
         emulated: bool,
         recorder: Recorder | None = None,
         resume_secret: bytes | None = None,
@@ -123,12 +155,13 @@ class Conversation:
         self.phase = Phase.CONNECTING
         self.stats = Stats()
         self.end_reason = "unknown"
-        self._client = client
-        self._settings = settings
+        self._engine = engine
+        self._policy = policy
+        self._max_pending_audio = int(PENDING_AUDIO_S * engine.input_rate * 2)
         self._emulated = emulated
         self._recorder: Recorder = recorder or NullRecorder()
         self._browser: BrowserSocket | None = None
-        self._upstream: live.LiveConnection | None = None
+        self._upstream: Upstream | None = None
         self._outbox: collections.deque[tuple[str, Any]] = collections.deque()
         self._outbox_ready = asyncio.Event()
         self._pending_audio = 0
@@ -166,21 +199,21 @@ class Conversation:
 
     def shutdown(self, message: str = "the server is restarting; reconnect to continue") -> None:
         """Drain: tell the client to reconnect elsewhere and end the conversation."""
-        self._finalize_timeout = SHUTDOWN_FINALIZE_S
+        self._finalize_timeout = self._policy.shutdown_finalize_s
         self._finish(ErrorCode.SHUTTING_DOWN, message, Close.GOING_AWAY)
 
     # --- upstream lifecycle ----------------------------------------------------------
 
     async def _open_upstream(self) -> bool:
         self._connecting = asyncio.ensure_future(
-            live.connect(self._client, self.setup, timeout_s=self._settings.upstream_connect_timeout_s))
+            self._engine.connect(self.setup, timeout_s=self._policy.connect_timeout_s))
         try:
             self._upstream = await self._connecting
         except asyncio.CancelledError:
             if self._done.is_set():  # the conversation ended while Gemini was still being reached
                 return False
             raise
-        except live.UpstreamError as exc:
+        except UpstreamError as exc:
             self._upstream_failed(exc)
             return False
         return not self._done.is_set()
@@ -193,7 +226,8 @@ class Conversation:
         self.phase = Phase.LIVE
         self._browser.send_text(wire.ready(
             session_id=self.session_id, scenario=self.scenario_id, mode=self.mode,
-            resume=self._resume_ticket, emulated=self._emulated,
+            resume=self._resume_ticket, emulated=self._emulated, engine=self._engine.name,
+            input_rate=self._engine.input_rate, output_rate=self._engine.output_rate,
         ))
         self._spawn(self._sender())
         self._spawn(self._receiver(self._upstream))
@@ -214,25 +248,24 @@ class Conversation:
                     self._pending_audio -= len(payload)
                 try:
                     await _SENDERS[kind](self._upstream, payload)
-                except live.UpstreamClosed:
+                except UpstreamClosed:
                     break  # the receiver sees the same close and decides
 
-    async def _receiver(self, conn: live.LiveConnection) -> None:
+    async def _receiver(self, conn: Upstream) -> None:
         handlers = self._handlers
         while True:
             try:
                 events = await conn.receive()
-            except live.UpstreamClosed as exc:
+            except UpstreamClosed as exc:
                 if conn is self._upstream and self.phase is not Phase.ENDING:
                     await self._upstream_closed(exc)
                 return
             for event in events:
                 handlers[type(event)](event)
 
-    async def _upstream_closed(self, exc: live.UpstreamClosed) -> None:
+    async def _upstream_closed(self, exc: UpstreamClosed) -> None:
         self.stats.upstream_errors += 1
-        recoverable = exc.code in (1000, 1001, live.ABNORMAL_CLOSURE) or "unavailable" in exc.reason.lower()
-        if recoverable and self._resume_handle and self.stats.reconnects < MAX_RECONNECTS:
+        if exc.recoverable and self._resume_handle and self.stats.reconnects < self._policy.max_reconnects:
             await self._reconnect("upstream_closed")
         else:
             self._upstream_failed(exc)
@@ -247,8 +280,8 @@ class Conversation:
         old = self._upstream
         setup = dataclasses.replace(self.setup, resume_handle=self._resume_handle)
         try:
-            new = await live.connect(self._client, setup, timeout_s=self._settings.upstream_connect_timeout_s)
-        except live.UpstreamError as exc:
+            new = await self._engine.connect(setup, timeout_s=self._policy.connect_timeout_s)
+        except UpstreamError as exc:
             self.phase = Phase.LIVE
             self._upstream_failed(exc)
             return
@@ -263,9 +296,9 @@ class Conversation:
         self._spawn(self._receiver(new))
         self._outbox_ready.set()
 
-    def _upstream_failed(self, exc: live.UpstreamError) -> None:
+    def _upstream_failed(self, exc: UpstreamError) -> None:
         log.warning("upstream failure: %s", exc, extra={"fields": {"session_id": self.session_id}})
-        if isinstance(exc, live.UpstreamClosed):
+        if isinstance(exc, UpstreamClosed):
             message = f"Gemini closed the session: {exc.code} {exc.reason}".strip()
             self._finish(ErrorCode.UPSTREAM_ERROR, message, Close.INTERNAL)
         else:
@@ -275,7 +308,6 @@ class Conversation:
 
     def _on_browser_message(self, data: bytes | str) -> None:
         self._last_client_frame = time.monotonic()
-        self.stats.frames_in += 1
         try:
             if isinstance(data, bytes):
                 self._on_audio(data)
@@ -292,7 +324,7 @@ class Conversation:
         if self.phase is Phase.CONNECTING:
             self.stats.audio_frames_dropped += 1
             return
-        if self._pending_audio + len(pcm) > MAX_PENDING_AUDIO_BYTES:
+        if self._pending_audio + len(pcm) > self._max_pending_audio:
             self.stats.audio_frames_dropped += 1
             return
         self.stats.bytes_up += len(pcm)
@@ -344,7 +376,7 @@ class Conversation:
 
     # --- Gemini → browser --------------------------------------------------------------
 
-    def _on_model_audio(self, ev: livewire.ModelAudio) -> None:
+    def _on_model_audio(self, ev: ev.ModelAudio) -> None:
         if self.stats.first_audio_s is None:
             self.stats.first_audio_s = time.monotonic() - self.stats.started
         self._close_utterance("user")
@@ -354,10 +386,10 @@ class Conversation:
         if self.mode is Mode.VOICE:
             self._browser.send_bytes(ev.pcm)
 
-    def _on_model_text(self, ev: livewire.ModelText) -> None:
-        self._on_transcription(livewire.Transcription("model", ev.text, False))
+    def _on_model_text(self, ev: ev.ModelText) -> None:
+        self._on_transcription(ev.Transcription("model", ev.text, False))
 
-    def _on_transcription(self, ev: livewire.Transcription) -> None:
+    def _on_transcription(self, ev: ev.Transcription) -> None:
         if ev.role == "model":
             self._close_utterance("user")
             if self.mode is Mode.TEXT and ev.text:
@@ -382,14 +414,14 @@ class Conversation:
         if role == "user":
             utterance.text = ""
 
-    def _on_interrupted(self, _ev: livewire.Interrupted) -> None:
+    def _on_interrupted(self, _ev: ev.Interrupted) -> None:
         self.stats.interruptions += 1
         self._recorder.interrupted()
         self._browser.send_text(wire.INTERRUPTED)
         self._close_utterance("model")
         self._model.text = ""
 
-    def _on_turn_complete(self, ev: livewire.TurnComplete) -> None:
+    def _on_turn_complete(self, ev: ev.TurnComplete) -> None:
         self.stats.turns += 1
         self._add_usage(ev.usage)
         self._close_utterance("user")
@@ -398,14 +430,14 @@ class Conversation:
         self._browser.send_text(wire.complete(self._model.text, self.stats.turns))
         self._model.text = ""
 
-    def _on_usage(self, ev: livewire.Usage) -> None:
+    def _on_usage(self, ev: ev.Usage) -> None:
         self._add_usage(ev.usage)
 
     def _add_usage(self, usage: dict | None) -> None:
         if usage:
             self.stats.tokens += int(usage.get("totalTokenCount") or 0)
 
-    def _on_resumption(self, ev: livewire.Resumption) -> None:
+    def _on_resumption(self, ev: ev.Resumption) -> None:
         if ev.resumable and ev.handle and ev.handle != self._resume_handle:
             self._resume_handle = ev.handle
             self._resume_ticket = self._mint_resume_ticket()
@@ -422,57 +454,57 @@ class Conversation:
         )
         return resume.mint(self._resume_secret, state, now=time.time())
 
-    def _on_go_away(self, ev: livewire.GoAway) -> None:
+    def _on_go_away(self, ev: ev.GoAway) -> None:
         log.info("Gemini GoAway (time left %s s): resuming on a new connection", ev.time_left_s,
                  extra={"fields": {"session_id": self.session_id}})
         if self._resume_handle:
             self._spawn(self._reconnect("go_away"))
 
-    def _on_server_error(self, ev: livewire.ServerError) -> None:
+    def _on_server_error(self, ev: ev.ServerError) -> None:
         self.stats.upstream_errors += 1
         self._send_error(ErrorCode.UPSTREAM_ERROR, f"Gemini reported an error: {ev.code} {ev.message}", fatal=False)
 
-    def _on_generation_complete(self, _ev: livewire.GenerationComplete) -> None:
+    def _on_generation_complete(self, _ev: ev.GenerationComplete) -> None:
         pass
 
     @property
     def _handlers(self) -> dict[type, Callable[[Any], None]]:
         return {
-            livewire.ModelAudio: self._on_model_audio,
-            livewire.ModelText: self._on_model_text,
-            livewire.Transcription: self._on_transcription,
-            livewire.Interrupted: self._on_interrupted,
-            livewire.GenerationComplete: self._on_generation_complete,
-            livewire.TurnComplete: self._on_turn_complete,
-            livewire.Usage: self._on_usage,
-            livewire.Resumption: self._on_resumption,
-            livewire.GoAway: self._on_go_away,
-            livewire.ServerError: self._on_server_error,
+            ev.ModelAudio: self._on_model_audio,
+            ev.ModelText: self._on_model_text,
+            ev.Transcription: self._on_transcription,
+            ev.Interrupted: self._on_interrupted,
+            ev.GenerationComplete: self._on_generation_complete,
+            ev.TurnComplete: self._on_turn_complete,
+            ev.Usage: self._on_usage,
+            ev.Resumption: self._on_resumption,
+            ev.GoAway: self._on_go_away,
+            ev.ServerError: self._on_server_error,
         }
 
     # --- limits ------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
-        settings = self._settings
-        next_ping = time.monotonic() + KEEPALIVE_INTERVAL_S
+        policy = self._policy
+        next_ping = time.monotonic() + policy.ping_interval_s
         while not self._done.is_set():
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(policy.tick_s)
             now = time.monotonic()
             age = now - self.stats.started
-            if age >= settings.session_max_s:
+            if age >= policy.session_max_s:
                 self._finish(ErrorCode.SESSION_LIMIT, "the maximum conversation length was reached", Close.NORMAL)
-            elif not self._warned_limit and age >= settings.session_max_s - settings.session_warning_s:
+            elif not self._warned_limit and age >= policy.session_max_s - policy.session_warning_s:
                 self._warned_limit = True
-                left = settings.session_max_s - age
+                left = policy.session_max_s - age
                 self._browser.send_text(wire.warning(
                     ErrorCode.SESSION_LIMIT, f"the conversation will end in {left:.0f} s", left))
-            elif now - self._last_client_frame >= settings.idle_timeout_s:
+            elif now - self._last_client_frame >= policy.idle_timeout_s:
                 self._finish(ErrorCode.IDLE_TIMEOUT, "nothing was received for too long", Close.NORMAL)
-            elif now - max(self._last_client_frame, self._browser.last_pong) >= DEAD_PEER_S:
+            elif now - max(self._last_client_frame, self._browser.last_pong) >= policy.dead_peer_s:
                 log.info("browser stopped answering pings", extra={"fields": {"session_id": self.session_id}})
                 self._browser.abort()  # connection_lost ends the conversation as client_gone
             elif now >= next_ping:
-                next_ping = now + KEEPALIVE_INTERVAL_S
+                next_ping = now + policy.ping_interval_s
                 self._browser.ping()
 
     # --- ending ------------------------------------------------------------------------
@@ -542,23 +574,23 @@ class Conversation:
         }})
 
 
-async def _send_audio(conn: live.LiveConnection, pcm: bytes) -> None:
+async def _send_audio(conn: Upstream, pcm: bytes) -> None:
     await conn.send_audio(pcm)
 
 
-async def _send_text(conn: live.LiveConnection, text: str) -> None:
+async def _send_text(conn: Upstream, text: str) -> None:
     await conn.send_text(text)
 
 
-async def _send_audio_end(conn: live.LiveConnection, _payload: None) -> None:
+async def _send_audio_end(conn: Upstream, _payload: None) -> None:
     await conn.send_audio_end()
 
 
-async def _send_activity_start(conn: live.LiveConnection, _payload: None) -> None:
+async def _send_activity_start(conn: Upstream, _payload: None) -> None:
     await conn.send_activity_start()
 
 
-async def _send_activity_end(conn: live.LiveConnection, _payload: None) -> None:
+async def _send_activity_end(conn: Upstream, _payload: None) -> None:
     await conn.send_activity_end()
 
 

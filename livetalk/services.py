@@ -1,81 +1,107 @@
-"""The process-wide services one app instance shares, created lazily.
+"""The process-wide resources of one app instance, owned by one object.
 
-``create_app`` builds one :class:`Services` and stores it in
-``app.extensions["livetalk"]``. Nothing here does I/O at construction: the event
-loop thread, the embedded Gemini emulator and the cloud clients start on first use
-(or explicitly from gunicorn's ``post_worker_init`` hook and ``python app.py``).
+``create_app`` builds one :class:`Services` and keeps it in ``app.extensions["livetalk"]``; gunicorn's
+``post_worker_init`` warms it up and ``worker_exit`` closes it. Everything that lives as long as the process
+is created, handed out and stopped here: the relay's event loop thread, the Gemini engine (the real API or
+the embedded emulator), the object store, the recording pump and its I/O pool, the feedback write pool, the
+admission limits and the ticket key. Nothing here does I/O at construction: threads, sockets and clients
+start on first use.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import ssl
 import threading
 import time
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from . import security
 from .config import Settings
+from .grading import Grader
+from .recording import ConversationRecorder, RecordingPump
+from .relay import Policy
 
 if TYPE_CHECKING:
     from google import genai
 
     from .emulator import Emulator
+    from .engine import Engine
+    from .storage import Storage
 
 log = logging.getLogger("livetalk")
 
 DRAIN_WAIT_S = 6.0  # at shutdown, conversations get this long to close and finalise (Cloud Run: 10 s)
+WRITE_THREADS = 8  # feedback uploads being written to storage at once, across all requests
+CLOSE_TIMEOUT_S = 5.0  # each thread stopped at close gets this long
+
+
+class Limits:
+    """The per-client and per-process admission limits, shared by every request thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.sockets = security.SocketGate.from_settings(settings)
+        self.tickets = security.RateLimiter(settings.new_sockets_per_ip_per_min, 60.0)
+        self.feedback = security.RateLimiter(settings.feedback_per_ip_per_min, 60.0)
 
 
 class Services:
-    """Owns the shared asyncio loop, the google-genai client and the emulator (if any)."""
+    """Owns the relay loop, the engine, storage, the recording pump, the write pool and the limits.
 
-    def __init__(self, settings: Settings, *, storage: Any = None) -> None:
+    Args:
+        settings: the service's settings.
+        storage: the object store to use instead of the one the settings name (tests).
+        grader: the grader to use instead of the default one for the settings (tests).
+        pump: the recording pump to use instead of a new one (tests).
+    """
+
+    def __init__(self, settings: Settings, *, storage: Storage | None = None, grader: Grader | None = None,
+                 pump: RecordingPump | None = None) -> None:
         self.settings = settings
+        self.policy = Policy.from_settings(settings)
+        self.grader = grader or Grader(model=settings.gemini_grading_model)
+        self.limits = Limits(settings)
+        self.ticket_secret = security.ticket_key(settings.ticket_secret)
+        self.recording_pump = pump or RecordingPump()
+        self.draining = threading.Event()
+        self.sessions: dict[str, Any] = {}  # session_id -> relay.Conversation, owned by the loop thread
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._emulator: Emulator | None = None
         self._client: genai.Client | None = None
-        self._storage: Any = storage
-        self.draining = threading.Event()
-        self.gate = security.SocketGate.from_settings(settings)
-        self.ticket_secret = security.ticket_key(settings.ticket_secret)
-        self.ticket_limiter = security.RateLimiter(settings.new_sockets_per_ip_per_min, 60.0)
-        self.sessions: dict[str, Any] = {}  # session_id -> relay.Conversation, loop-thread owned
+        self._storage = storage
+        self._writes: ThreadPoolExecutor | None = None
 
-    # --- the shared event loop -------------------------------------------------------
+    # --- the relay loop ----------------------------------------------------------------
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The shared relay event loop (started on first use, in a daemon OS thread)."""
+        """The relay event loop (started on first use, in a daemon OS thread)."""
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
                 ready = threading.Event()
                 self._loop_thread = threading.Thread(
-                    target=self._run_loop, args=(self._loop, ready), name="livetalk-loop", daemon=True
+                    target=_run_loop, args=(self._loop, ready), name="livetalk-loop", daemon=True
                 )
                 self._loop_thread.start()
                 ready.wait()
             return self._loop
 
-    @staticmethod
-    def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
-        asyncio.set_event_loop(loop)
-        loop.call_soon(ready.set)
-        loop.run_forever()
-
-    def submit(self, coro) -> Future:
-        """Run ``coro`` on the shared loop; returns a concurrent Future."""
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future:
+        """Run ``coro`` on the relay loop; returns a concurrent Future."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     # --- Gemini ------------------------------------------------------------------------
 
     @property
     def emulated(self) -> bool:
+        """Whether conversations and grading go to the built-in emulator (no API key)."""
         return self.settings.emulated
 
     def emulator(self) -> Emulator | None:
@@ -95,7 +121,7 @@ class Services:
             return self._emulator
 
     def genai_client(self) -> genai.Client:
-        """The shared google-genai client: the real API, or the embedded emulator."""
+        """The google-genai client: the real API, or the embedded emulator."""
         with self._lock:
             if self._client is not None:
                 return self._client
@@ -104,6 +130,12 @@ class Services:
             if self._client is None:
                 self._client = client
             return self._client
+
+    def engine(self) -> Engine:
+        """The conversation engine the relay talks to."""
+        from .live import GeminiEngine
+
+        return GeminiEngine(self.genai_client())
 
     def _build_client(self) -> genai.Client:
         from google import genai
@@ -127,10 +159,10 @@ class Services:
             ),
         )
 
-    # --- storage -----------------------------------------------------------------------
+    # --- storage and recording -----------------------------------------------------------
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> Storage:
         """The object store (GCS when a bucket is configured, else ``DATA_DIR``)."""
         with self._lock:
             if self._storage is None:
@@ -138,6 +170,19 @@ class Services:
 
                 self._storage = create_storage(self.settings)
             return self._storage
+
+    def new_recorder(self, session_id: str, scenario_id: str, *, started_at: dt.datetime,
+                     segment: int = 0) -> ConversationRecorder:
+        """A recorder for one conversation (no I/O until it receives audio)."""
+        return ConversationRecorder(self.storage, session_id=session_id, scenario_id=scenario_id,
+                                    started_at=started_at, segment=segment, pump=self.recording_pump)
+
+    def write(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run a storage write on the write pool (at most :data:`WRITE_THREADS` at once)."""
+        with self._lock:
+            if self._writes is None:
+                self._writes = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="feedback-write")
+            return self._writes.submit(fn, *args)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -175,31 +220,29 @@ class Services:
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(_cancel_all_tasks(), loop).result(1.0)
 
-    def new_recorder(self, session_id: str, scenario_id: str, *, started_at, segment: int = 0):
-        """A recorder for one conversation (no I/O until it receives audio)."""
-        from .recording import ConversationRecorder
-
-        return ConversationRecorder(
-            self.storage, session_id=session_id, scenario_id=scenario_id,
-            started_at=started_at, segment=segment,
-        )
-
     def close(self) -> None:
-        """Finish pending storage writes, stop the loop and the emulator (tests, process exit)."""
-        from .feedback import shutdown_feedback_pool
-
+        """Finish pending storage writes; stop the loop, the pump and the emulator (tests, process exit)."""
         self._drain_sessions(DRAIN_WAIT_S)
-        shutdown_feedback_pool(wait=True)
         with self._lock:
+            writes, self._writes = self._writes, None
             loop, self._loop = self._loop, None
             emu, self._emulator = self._emulator, None
             self._client = None
+        if writes is not None:
+            writes.shutdown(wait=True)
+        self.recording_pump.stop(CLOSE_TIMEOUT_S)
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
             if self._loop_thread is not None:
-                self._loop_thread.join(timeout=5)
+                self._loop_thread.join(timeout=CLOSE_TIMEOUT_S)
         if emu is not None:
             emu.stop()
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(ready.set)
+    loop.run_forever()
 
 
 async def _cancel_all_tasks() -> None:

@@ -18,7 +18,8 @@ from werkzeug.exceptions import HTTPException
 
 import prompts
 
-from . import __version__, live, relay, resume, security
+from . import __version__, relay, resume, security
+from .engine import LiveSetup
 from .feedback import feedback_bp
 from .logs import TraceContextMiddleware, log_context
 from .protocol import Close, ErrorCode, Mode, ProtocolError, parse_mode
@@ -104,7 +105,7 @@ def _error(status: int, code: str, message: str):
 
 def _mint_ticket(services: Services):
     """``POST /session``: a short-lived signed ticket for ``/ws/realtime?token=…``."""
-    if not services.ticket_limiter.allow(security.limit_key(_client_ip(services))):
+    if not services.limits.tickets.allow(security.limit_key(_client_ip(services))):
         return _error(429, "rate_limited", "too many ticket requests; wait a minute")
     body = request.get_json(silent=True) if request.content_length else {}
     if not isinstance(body, dict):
@@ -149,7 +150,7 @@ def _relay_socket(ws, services: Services) -> None:
         with log_context(session_id=conversation.session_id):
             future = services.submit(_run(sock, services, conversation, ip))
     except BaseException:
-        services.gate.release(ip)
+        services.limits.sockets.release(ip)
         raise
     future.result(CONVERSATION_WAIT_S)
 
@@ -164,7 +165,7 @@ def _close_for(code: ErrorCode) -> Close:
 def _admit(services: Services, req, ip: str) -> relay.Conversation:
     """Check the request and build its conversation; raises :class:`ProtocolError`.
 
-    On success the client holds a slot of ``services.gate`` (released by the caller).
+    On success the client holds a slot of ``services.limits.sockets`` (released by the caller).
     """
     settings = services.settings
     if services.draining.is_set():
@@ -181,7 +182,7 @@ def _admit(services: Services, req, ip: str) -> relay.Conversation:
     mode = Mode(resuming.mode) if resuming else parse_mode(req.args.get("mode"))
     if settings.require_ticket and resuming is None:  # a valid resume ticket already proves access
         _check_ticket(services, req.args.get("token"), scenario.id)
-    refusal = services.gate.admit(ip)
+    refusal = services.limits.sockets.admit(ip)
     if refusal is not None:
         raise ProtocolError(refusal.code, refusal.message)
     return _conversation(services, scenario, mode, resuming)
@@ -211,7 +212,7 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
     session_id = resuming.session_id if resuming else _new_session_id()
     started_at = resuming.started_at if resuming else time.time()
     segment = resuming.segment if resuming else 0
-    setup = live.LiveSetup(
+    setup = LiveSetup(
         model=settings.gemini_live_model,
         system_instruction=scenario.system_instruction,
         voice=settings.gemini_voice or scenario.voice,
@@ -227,8 +228,8 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
         setup=setup,
         mode=mode,
         scenario_id=scenario.id,
-        client=services.genai_client(),
-        settings=settings,
+        engine=services.engine(),
+        policy=services.policy,
         emulated=services.emulated,
         recorder=recorder,
         resume_secret=services.ticket_secret,
@@ -246,7 +247,7 @@ async def _run(sock, services: Services, conversation: relay.Conversation, ip: s
     try:
         await relay.serve(sock, conversation)
     finally:
-        services.gate.release(ip)
+        services.limits.sockets.release(ip)
         services.sessions.pop(conversation.session_id, None)
 
 

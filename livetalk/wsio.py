@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable
 
 from websockets.exceptions import InvalidState
@@ -45,9 +46,7 @@ class BrowserSocket(asyncio.Protocol):
         self._fragment_opcode: Opcode | None = None
         self._closed_notified = False
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.last_pong = 0.0
+        self.last_pong = 0.0  # time.monotonic() of the last pong
 
     # --- asyncio.Protocol ------------------------------------------------------------
 
@@ -61,7 +60,6 @@ class BrowserSocket(asyncio.Protocol):
                 pass
 
     def data_received(self, data: bytes) -> None:
-        self.bytes_in += len(data)
         self._proto.receive_data(data)
         self._process()
 
@@ -128,7 +126,6 @@ class BrowserSocket(asyncio.Protocol):
             return
         for chunk in self._proto.data_to_send():
             if chunk:
-                self.bytes_out += len(chunk)
                 transport.write(chunk)
             else:  # the protocol asks for the TCP connection to be closed
                 _end(transport)
@@ -155,7 +152,7 @@ class BrowserSocket(asyncio.Protocol):
                     opcode, self._fragment_opcode = self._fragment_opcode, None
                     self._deliver(opcode, data)
             elif opcode is Opcode.PONG:
-                self.last_pong = asyncio.get_running_loop().time()
+                self.last_pong = time.monotonic()
         self._flush()  # pongs and close replies the protocol queued
         if self._proto.state is State.CLOSED or self._proto.close_expected():
             if self._transport is not None:

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import os
-import struct
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,43 +21,35 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from livetalk.config import Settings  # noqa: E402
+from livetalk.storage import LocalStorage  # noqa: E402
 from tests.gcs_helpers import gcs_env, gcs_server, gcs_storage  # noqa: E402,F401  (fixtures)
+from tests.helpers import FAKE_API_KEY  # noqa: E402
 
-# One scalable timeout unit for every wait in the suite (raise it on a slow machine).
-UNIT_S = 5.0 * float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
-FAKE_API_KEY = "FAKE-gemini-key-not-real-0123456789abcdef"
-
-
-def wait_until(predicate, *, timeout_s: float = UNIT_S, interval_s: float = 0.01):
-    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s:g} s")
-        time.sleep(interval_s)
+# --- storage ---------------------------------------------------------------------------
 
 
-# --- audio helpers ---------------------------------------------------------------------
+@pytest.fixture(params=["local", "gcs"])
+def store(request, tmp_path):
+    """Each storage backend in turn, empty: a local directory, then a bucket in fake-gcs-server."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "data")
+    return request.getfixturevalue("gcs_storage")
 
 
-def tone(seconds: float, *, rate: int = 16000, freq: float = 440.0, amplitude: float = 0.3) -> bytes:
-    """PCM16 mono sine tone."""
-    n = int(seconds * rate)
-    peak = amplitude * 32767
-    return struct.pack(f"<{n}h", *(int(peak * math.sin(2 * math.pi * freq * i / rate)) for i in range(n)))
+@pytest.fixture()
+def local_store(tmp_path):
+    """An empty local store."""
+    return LocalStorage(tmp_path / "data")
 
 
-def silence(seconds: float, *, rate: int = 16000) -> bytes:
-    return bytes(2 * int(seconds * rate))
+@pytest.fixture()
+def recording_pump():
+    """A recording pump of its own (a thread every 10 ms), stopped after the test."""
+    from livetalk.recording import RecordingPump
 
-
-def frames(pcm: bytes, frame_ms: int = 20, rate: int = 16000) -> list[bytes]:
-    """Split PCM16 into frames of ``frame_ms``."""
-    size = rate * frame_ms // 1000 * 2
-    return [pcm[i:i + size] for i in range(0, len(pcm), size)]
+    pump = RecordingPump(interval_s=0.01)
+    yield pump
+    pump.stop()
 
 
 # --- emulator --------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import FAKE_API_KEY, UNIT_S
-from wsclient import RelayClient
+from tests.helpers import FAKE_API_KEY, UNIT_S
+from tests.wsclient import RelayClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

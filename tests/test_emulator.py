@@ -19,7 +19,7 @@ import websockets
 from google.genai import errors, types
 from pydantic import BaseModel, Field
 
-from emulator_helpers import (
+from tests.emulator_helpers import (
     API_KEY,
     LIVE_MODEL,
     SCALE,

@@ -14,13 +14,15 @@ import pytest
 from flask import Flask
 
 from livetalk import feedback, grading
-from livetalk.config import Settings
-from livetalk.feedback import feedback_bp, parse_log, shutdown_feedback_pool
+from livetalk.conversation_log import parse_log
+from livetalk.feedback import feedback_bp
+from livetalk.grading import Grader
 from livetalk.recording import ConversationRecorder
 from livetalk.services import Services
-from livetalk.storage import GcsStorage, LocalStorage
+from livetalk.storage import GcsStorage
 from livetalk.wav import FLAC, MP3, OGG, WAV, WEBM, sniff_audio, wav_header
 from tests.gcs_helpers import FakeGcsServer
+from tests.helpers import UNIT_S
 
 LOG = [{"role": "user", "text": "本日はありがとうございます。お困りのことはありますか？"},
        {"role": "model", "text": "問い合わせ対応が大変です。"},
@@ -33,27 +35,16 @@ def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
     return wav_header(len(pcm), sample_rate=rate, channels=1) + pcm
 
 
-class _TestServices(Services):
-    """The service's Services, with the storage under test."""
-
-    def __init__(self, settings: Settings, storage) -> None:
-        super().__init__(settings)
-        self._test_storage = storage
-
-    @property
-    def storage(self):
-        return self._test_storage
-
-
 @pytest.fixture
-def app_factory(settings):
+def app_factory(settings, recording_pump):
     """Factory: a minimal app with just the feedback blueprint over a given store; closed at teardown."""
     made = []
 
     def make(store, **overrides):
         app = Flask(__name__)
-        services = _TestServices(dataclasses.replace(settings, **{"feedback_per_ip_per_min": 1000, **overrides}),
-                                 store)
+        configured = dataclasses.replace(settings, **{"feedback_per_ip_per_min": 1000, **overrides})
+        services = Services(configured, storage=store, pump=recording_pump,
+                            grader=Grader(model=configured.gemini_grading_model, backoff_s=(0.01, 0.01)))
         app.extensions["livetalk"] = services
         app.register_blueprint(feedback_bp)
         made.append(services)
@@ -62,24 +53,6 @@ def app_factory(settings):
     yield make
     for services in made:
         services.close()
-
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(grading, "BACKOFF_S", (0.01, 0.01))
-
-
-@pytest.fixture(params=["local", "gcs"])
-def store(request, tmp_path):
-    """Each storage backend in turn."""
-    if request.param == "local":
-        return LocalStorage(tmp_path / "data")
-    return request.getfixturevalue("gcs_storage")
-
-
-@pytest.fixture
-def local_store(tmp_path):
-    return LocalStorage(tmp_path / "data")
 
 
 def post_upload(client, *, log=json.dumps(LOG, ensure_ascii=False), audio=None, filename="talk.wav", **fields):
@@ -191,10 +164,10 @@ def test_concurrent_posts_never_mix(store, app_factory, emu):
 # --- the recorded-session form ------------------------------------------------------------------
 
 
-def record_conversation(store, session_id="20250101T000000Z-abcdef0123456789") -> ConversationRecorder:
+def record_conversation(store, pump, session_id="20250101T000000Z-abcdef0123456789") -> ConversationRecorder:
     """A short conversation recorded by the relay's recorder, finalised."""
     clock = iter(np.arange(100.0, 200.0, 0.02))
-    recorder = ConversationRecorder(store, session_id=session_id, scenario_id="sales-en",
+    recorder = ConversationRecorder(store, session_id=session_id, scenario_id="sales-en", pump=pump,
                                     started_at=dt.datetime.now(dt.timezone.utc), clock=lambda: float(next(clock)))
     for _ in range(50):
         recorder.user_audio(wav_bytes(0.02)[44:])
@@ -206,9 +179,9 @@ def record_conversation(store, session_id="20250101T000000Z-abcdef0123456789") -
     return recorder
 
 
-def test_recorded_session_is_graded(store, app_factory, emu):
+def test_recorded_session_is_graded(store, app_factory, emu, recording_pump):
     """JSON {session_id} grades the relay's own recording and stores the grade beside it."""
-    recorder = record_conversation(store)
+    recorder = record_conversation(store, recording_pump)
     client = app_factory(store)
     response = client.post("/feedback", json={"session_id": recorder.session_id})
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -325,10 +298,9 @@ def test_oversize_request_is_413(local_store, app_factory):
 
 
 @pytest.mark.parametrize("as_file", [False, True], ids=["field", "file-part"])
-def test_oversize_log_is_413(local_store, app_factory, monkeypatch, as_file):
+def test_oversize_log_is_413(local_store, app_factory, as_file):
     """A log over the per-field limit is refused with 413, as a form field or a file part."""
-    monkeypatch.setattr(feedback, "MAX_LOG_BYTES", 4096)
-    log = json.dumps([{"role": "user", "text": "x" * 10_000}])
+    log = json.dumps([{"role": "user", "text": "x" * 10_000}] * (feedback.MAX_LOG_BYTES // 10_000 + 1))
     client = app_factory(local_store)
     if as_file:
         response = client.post("/feedback", data={"log": (io.BytesIO(log.encode()), "log.json")},
@@ -350,11 +322,23 @@ def test_wrong_content_type(local_store, app_factory, content_type, data, status
     assert_error(response, status, code)
 
 
-def test_pool_can_be_shut_down_and_restarted(local_store, app_factory, emu):
-    """shutdown_feedback_pool waits for pending writes; a later request starts a fresh pool."""
-    shutdown_feedback_pool(wait=True)
-    assert post_upload(app_factory(local_store)).status_code == 200
-    shutdown_feedback_pool(wait=True)
+def test_closing_the_services_finishes_pending_writes(local_store, settings):
+    """Services.close waits for the writes in flight, so nothing accepted is lost at shutdown."""
+    services = Services(settings, storage=local_store)
+    gate = threading.Event()
+
+    def slow_put() -> str:
+        gate.wait(UNIT_S)
+        return local_store.put("held/write.txt", b"kept", "text/plain")
+
+    written = services.write(slow_put)
+    closer = threading.Thread(target=services.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive(), "close returned while a write was still pending"
+    gate.set()
+    closer.join(UNIT_S)
+    assert written.result(0) and local_store.read("held/write.txt") == b"kept"
 
 
 # --- pure helpers -------------------------------------------------------------------------------

@@ -30,10 +30,9 @@ def client(settings, emu):
     services.close()
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    """Retries wait milliseconds, not seconds, in tests."""
-    monkeypatch.setattr(grading, "BACKOFF_S", (0.01, 0.01))
+def grader(**options) -> grading.Grader:
+    """A grader whose retries wait milliseconds, not seconds."""
+    return grading.Grader(model="gemini-3.8-flash", backoff_s=(0.01, 0.01), **options)
 
 
 def reply(**overrides) -> str:
@@ -112,7 +111,7 @@ def test_sales_rubric_covers_the_required_skills(topic):
 
 def test_grade_returns_a_valid_evaluation(client, emu):
     """A transcript graded through the real SDK comes back as an Evaluation within range."""
-    evaluation = grading.grade(client, model="gemini-3.8-flash", scenario=SALES_JA, turns=TURNS)
+    evaluation = grader().grade(client, scenario=SALES_JA, turns=TURNS)
     assert 0 <= evaluation.score <= 100
     assert evaluation.summary and evaluation.criteria
     calls = [r for r in emu.control.requests() if "generateContent" in r["path"]]
@@ -123,12 +122,12 @@ def test_grade_returns_a_valid_evaluation(client, emu):
 
 @pytest.mark.parametrize(("inline_limit", "uploads"), [(grading.INLINE_AUDIO_MAX_BYTES, 0), (1024, 1)],
                          ids=["inline", "files-api"])
-def test_recording_is_attached_inline_or_uploaded(client, emu, monkeypatch, inline_limit, uploads):
+def test_recording_is_attached_inline_or_uploaded(client, emu, inline_limit, uploads):
     """Small recordings go inline; recordings over the inline limit go through the Files API."""
-    monkeypatch.setattr(grading, "INLINE_AUDIO_MAX_BYTES", inline_limit)
     data = wav_bytes(1.0)
     recording = Recording("audio/wav", len(data), lambda: io.BytesIO(data), "stereo")
-    evaluation = grading.grade(client, model="gemini-3.8-flash", scenario=SALES_JA, turns=TURNS, recording=recording)
+    evaluation = grader(inline_audio_max_bytes=inline_limit).grade(client, scenario=SALES_JA, turns=TURNS,
+                                                                   recording=recording)
     assert 0 <= evaluation.score <= 100
     assert sum(r["path"] == "upload" for r in emu.control.requests()) == uploads
 
@@ -137,7 +136,7 @@ def test_recording_is_attached_inline_or_uploaded(client, emu, monkeypatch, inli
 def test_transient_errors_are_retried(client, emu, status):
     """Two transient failures in a row are retried and the third attempt's grade is returned."""
     emu.control.fault_next_rest(status=status, count=2)
-    evaluation = grading.grade(client, model="gemini-3.8-flash", scenario=SALES_JA, turns=TURNS)
+    evaluation = grader().grade(client, scenario=SALES_JA, turns=TURNS)
     assert 0 <= evaluation.score <= 100
 
 
@@ -146,7 +145,7 @@ def test_exhausted_retries_fail(client, emu, status):
     """When every attempt fails transiently, GradingFailed says so without upstream text."""
     emu.control.fault_next_rest(status=status, count=grading.MAX_ATTEMPTS, message="secret upstream detail")
     with pytest.raises(GradingFailed) as info:
-        grading.grade(client, model="gemini-3.8-flash", scenario=SALES_JA, turns=TURNS)
+        grader().grade(client, scenario=SALES_JA, turns=TURNS)
     assert "secret" not in str(info.value)
 
 
@@ -155,8 +154,8 @@ def test_client_errors_are_not_retried(client, emu):
     emu.control.fault_next_rest(status=400, count=2)
     for _ in range(2):
         with pytest.raises(GradingFailed):
-            grading.grade(client, model="gemini-3.8-flash", scenario=SALES_JA, turns=TURNS)
-    assert grading.grade(client, model="gemini-3.8-flash", scenario=SALES_JA, turns=TURNS)
+            grader().grade(client, scenario=SALES_JA, turns=TURNS)
+    assert grader().grade(client, scenario=SALES_JA, turns=TURNS)
 
 
 def test_slow_upstream_times_out_within_the_deadline(client, emu):
@@ -164,8 +163,7 @@ def test_slow_upstream_times_out_within_the_deadline(client, emu):
     emu.control.fault_next_rest(status=None, delay_ms=5000, count=5)
     started = time.monotonic()
     with pytest.raises(GradingFailed):
-        grading.grade(client, model="gemini-3.8-flash", scenario=SALES_JA, turns=TURNS,
-                      attempt_timeout_s=0.5, deadline_s=2.5)
+        grader(attempt_timeout_s=0.5, deadline_s=2.5).grade(client, scenario=SALES_JA, turns=TURNS)
     assert time.monotonic() - started < 4.0
 
 

@@ -9,6 +9,7 @@ import pytest
 from google.genai import live as sdk_live
 from google.genai import types
 
+from livetalk import engine as ev
 from livetalk import livewire
 
 
@@ -70,7 +71,7 @@ def test_model_audio_matches_the_sdk_reading():
         {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(pcm).decode()}}]}}})
     session, _ = _sdk_session(frame)
     sdk_msg = asyncio.run(session._receive())
-    assert livewire.parse_server_message(frame) == [livewire.ModelAudio(sdk_msg.data)]
+    assert livewire.parse_server_message(frame) == [ev.ModelAudio(sdk_msg.data)]
     assert sdk_msg.data == pcm
 
 
@@ -79,27 +80,27 @@ def test_url_safe_base64_audio_is_accepted():
     pcm = bytes([0xFB, 0xFF] * 100)
     data = base64.urlsafe_b64encode(pcm).decode().rstrip("=")
     frame = _frame({"serverContent": {"modelTurn": {"parts": [{"inlineData": {"data": data}}]}}})
-    assert livewire.parse_server_message(frame) == [livewire.ModelAudio(pcm)]
+    assert livewire.parse_server_message(frame) == [ev.ModelAudio(pcm)]
 
 
 @pytest.mark.parametrize(
     ("message", "events"),
     [
         ({"serverContent": {"inputTranscription": {"text": "見積もり", "finished": True}}},
-         [livewire.Transcription("user", "見積もり", True)]),
+         [ev.Transcription("user", "見積もり", True)]),
         ({"serverContent": {"outputTranscription": {"text": "はい"}}},
-         [livewire.Transcription("model", "はい", False)]),
-        ({"serverContent": {"interrupted": True}}, [livewire.Interrupted()]),
-        ({"serverContent": {"generationComplete": True}}, [livewire.GenerationComplete()]),
+         [ev.Transcription("model", "はい", False)]),
+        ({"serverContent": {"interrupted": True}}, [ev.Interrupted()]),
+        ({"serverContent": {"generationComplete": True}}, [ev.GenerationComplete()]),
         ({"serverContent": {"turnComplete": True}, "usageMetadata": {"totalTokenCount": 35}},
-         [livewire.TurnComplete({"totalTokenCount": 35})]),
-        ({"sessionResumptionUpdate": {"newHandle": "h-1", "resumable": True}}, [livewire.Resumption("h-1", True)]),
-        ({"sessionResumptionUpdate": {"resumable": False}}, [livewire.Resumption(None, False)]),
-        ({"goAway": {"timeLeft": "50s"}}, [livewire.GoAway(50.0)]),
-        ({"serverContent": {"modelTurn": {"parts": [{"text": "It is noon."}]}}}, [livewire.ModelText("It is noon.")]),
+         [ev.TurnComplete({"totalTokenCount": 35})]),
+        ({"sessionResumptionUpdate": {"newHandle": "h-1", "resumable": True}}, [ev.Resumption("h-1", True)]),
+        ({"sessionResumptionUpdate": {"resumable": False}}, [ev.Resumption(None, False)]),
+        ({"goAway": {"timeLeft": "50s"}}, [ev.GoAway(50.0)]),
+        ({"serverContent": {"modelTurn": {"parts": [{"text": "It is noon."}]}}}, [ev.ModelText("It is noon.")]),
         ({"serverContent": {"modelTurn": {"parts": [{"text": "thinking", "thought": True}]}}}, []),
-        ({"usageMetadata": {"totalTokenCount": 3}}, [livewire.Usage({"totalTokenCount": 3})]),
-        ({"error": {"code": 429, "message": "quota"}}, [livewire.ServerError(429, "quota")]),
+        ({"usageMetadata": {"totalTokenCount": 3}}, [ev.Usage({"totalTokenCount": 3})]),
+        ({"error": {"code": 429, "message": "quota"}}, [ev.ServerError(429, "quota")]),
         ({"setupComplete": {}}, []),
     ],
 )
@@ -115,12 +116,12 @@ def test_combined_content_keeps_a_useful_order():
         "outputTranscription": {"text": "Hi"},
         "turnComplete": True}})
     kinds = [type(e) for e in livewire.parse_server_message(frame)]
-    assert kinds == [livewire.ModelAudio, livewire.Transcription, livewire.TurnComplete]
+    assert kinds == [ev.ModelAudio, ev.Transcription, ev.TurnComplete]
 
 
 def test_garbage_frames_do_not_raise():
     """A frame that is not JSON becomes an error event, not an exception."""
-    assert isinstance(livewire.parse_server_message(b"\xff\x00")[0], livewire.ServerError)
+    assert isinstance(livewire.parse_server_message(b"\xff\x00")[0], ev.ServerError)
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("50s", 50.0), ("0.5s", 0.5), (3, 3.0), ("soon", None), (None, None)])

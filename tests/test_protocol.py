@@ -77,9 +77,11 @@ def test_good_audio_frames_pass(size):
 def test_ready_event_announces_rates_and_mode():
     """``ready`` carries everything a client needs to start streaming."""
     event = orjson.loads(wire.ready(session_id="s1", scenario="sales-ja", mode=wire.Mode.TEXT,
-                                    resume=None, emulated=True))
+                                    resume=None, emulated=True, engine="gemini", input_rate=16000,
+                                    output_rate=24000))
     assert event == {"type": "ready", "session_id": "s1", "input_rate": 16000, "output_rate": 24000,
-                     "scenario": "sales-ja", "mode": "text", "resume": None, "emulated": True}
+                     "scenario": "sales-ja", "mode": "text", "resume": None, "emulated": True,
+                     "engine": "gemini"}
 
 
 def test_error_event_shape():

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from livetalk import recording
+from livetalk.recording import timeline
 from livetalk.recording import ConversationRecorder, find_recording
 from livetalk.storage import LocalStorage
 from tests.gcs_helpers import FakeGcsServer
+from tests.helpers import UNIT_S, wait_until
 
 STARTED = dt.datetime(2025, 3, 9, 23, 59, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))  # 2025-03-10 UTC
 BLOCK_S = 0.1  # resolution of the activity maps below
@@ -38,14 +40,6 @@ def tone(seconds: float, rate: int, amplitude: int = 10000, freq: float = 440.0)
     return (amplitude * np.sin(2 * np.pi * freq * np.arange(n) / rate)).astype("<i2").tobytes()
 
 
-@pytest.fixture(params=["local", "gcs"])
-def store(request, tmp_path):
-    """Each storage backend in turn."""
-    if request.param == "local":
-        return LocalStorage(tmp_path)
-    return request.getfixturevalue("gcs_storage")
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -57,18 +51,29 @@ class GatedStorage(LocalStorage):
     def __init__(self, root) -> None:
         super().__init__(root)
         self.gate = threading.Event()
+        self.waiting = threading.Event()  # a write is held at the gate
 
     def open_append(self, *args, **kwargs):
-        self.gate.wait(10)
+        self._hold()
         return super().open_append(*args, **kwargs)
 
     def put(self, *args, **kwargs):
-        self.gate.wait(10)
+        self._hold()
         return super().put(*args, **kwargs)
 
+    def _hold(self) -> None:
+        self.waiting.set()
+        self.gate.wait(10)
 
-def make_recorder(store, clock, session_id="sess-1") -> ConversationRecorder:
-    return ConversationRecorder(store, session_id=session_id, scenario_id="sales-ja", started_at=STARTED, clock=clock)
+
+@pytest.fixture
+def make_recorder(recording_pump, clock):
+    """Factory: a recorder on the test's pump and fake clock."""
+
+    def make(store, session_id: str = "sess-1", **options) -> ConversationRecorder:
+        return ConversationRecorder(store, session_id=session_id, scenario_id="sales-ja", started_at=STARTED,
+                                    clock=clock, pump=recording_pump, **options)
+    return make
 
 
 def speak_user(rec, clock, seconds, *, frame_s=0.02, amplitude=10000) -> None:
@@ -96,9 +101,9 @@ def transcript_lines(store, rec) -> list[dict]:
     return [json.loads(line) for line in raw.splitlines()]
 
 
-def test_layout_and_index(store, clock):
+def test_layout_and_index(store, clock, make_recorder):
     """A finished recording publishes audio, transcript, meta under its UTC day and an index by session id."""
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     speak_user(rec, clock, 0.5)
     uri = rec.finalize("end")
     assert rec.key_prefix == "conversations/2025/03/10/sess-1"
@@ -111,9 +116,9 @@ def test_layout_and_index(store, clock):
     assert find_recording(store, "unknown") is None
 
 
-def test_user_left_model_right_aligned(store, clock):
+def test_user_left_model_right_aligned(store, clock, make_recorder):
     """User audio lands on the left at its arrival time; a model burst plays sequentially on the right."""
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     clock.tick(1.0)  # 1 s of nothing
     speak_user(rec, clock, 1.0)  # user: 1.0-2.0 s
     clock.tick(0.5)
@@ -128,9 +133,9 @@ def test_user_left_model_right_aligned(store, clock):
     assert activity(stereo[:, 1]) == "." * 25 + "#" * 10
 
 
-def test_interrupted_drops_unplayed_model_audio(store, clock):
+def test_interrupted_drops_unplayed_model_audio(store, clock, make_recorder):
     """On interrupted, model audio scheduled after that instant is not in the recording."""
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     for _ in range(50):  # 5 s of model audio arriving at once at t=0
         rec.model_audio(tone(0.1, 24000))
     rec.transcript("model", "A long ", False)
@@ -159,10 +164,10 @@ def test_interrupted_drops_unplayed_model_audio(store, clock):
     assert (lines[2]["start_ms"], lines[2]["end_ms"]) == (4000, 4500)
 
 
-def test_pieces_merge_into_one_line_per_utterance(tmp_path, clock):
+def test_pieces_merge_into_one_line_per_utterance(tmp_path, clock, make_recorder):
     """Incremental transcript pieces of a turn become one line; turns alternate as spoken."""
     store = LocalStorage(tmp_path)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     for piece in ("こんにちは、", "本日は", "よろしく", "お願いします。"):
         clock.tick(0.2)
         rec.transcript("user", piece, False)
@@ -180,10 +185,10 @@ def test_pieces_merge_into_one_line_per_utterance(tmp_path, clock):
     assert meta["session_id"] == "sess-1" and meta["scenario_id"] == "sales-ja" and meta["reason"] == "end"
 
 
-def test_finalize_is_idempotent_and_later_events_are_ignored(tmp_path, clock):
+def test_finalize_is_idempotent_and_later_events_are_ignored(tmp_path, clock, make_recorder):
     """A second finalize returns the same URI and writes nothing new; events after it are ignored."""
     store = LocalStorage(tmp_path)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     speak_user(rec, clock, 0.3)
     first = rec.finalize("end")
     rec.user_audio(tone(1.0, 16000))
@@ -192,10 +197,10 @@ def test_finalize_is_idempotent_and_later_events_are_ignored(tmp_path, clock):
     assert meta["reason"] == "end"
 
 
-def test_concurrent_finalize_calls_agree(tmp_path, clock):
+def test_concurrent_finalize_calls_agree(tmp_path, clock, make_recorder):
     """finalize called from several threads at once publishes once and returns one URI to all."""
     store = LocalStorage(tmp_path)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     speak_user(rec, clock, 0.3)
     results: list[str | None] = []
     threads = [threading.Thread(target=lambda: results.append(rec.finalize("drop"))) for _ in range(5)]
@@ -206,10 +211,10 @@ def test_concurrent_finalize_calls_agree(tmp_path, clock):
     assert len(set(results)) == 1 and results[0] is not None
 
 
-def test_recorder_calls_do_not_block_on_storage(tmp_path, clock):
+def test_recorder_calls_do_not_block_on_storage(tmp_path, clock, make_recorder):
     """While storage hangs, the relay-side calls still return at once."""
     store = GatedStorage(tmp_path)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     started = time.monotonic()
     speak_user(rec, clock, 5.0)
     for _ in range(50):
@@ -219,11 +224,10 @@ def test_recorder_calls_do_not_block_on_storage(tmp_path, clock):
     assert rec.finalize("end") is not None
 
 
-def test_queue_budget_drops_instead_of_growing(tmp_path, clock, monkeypatch):
+def test_queue_budget_drops_instead_of_growing(tmp_path, clock, make_recorder):
     """Past the queue budget, events are dropped and counted in meta.json, never buffered without bound."""
-    monkeypatch.setattr(recording, "QUEUE_BUDGET_BYTES", 64 * 1024)
     store = GatedStorage(tmp_path)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store, queue_budget_bytes=64 * 1024)
     speak_user(rec, clock, 10.0)
     assert rec.backlog_bytes <= 64 * 1024
     store.gate.set()
@@ -231,28 +235,28 @@ def test_queue_budget_drops_instead_of_growing(tmp_path, clock, monkeypatch):
     assert json.loads(store.read(f"{rec.key_prefix}/meta.json"))["dropped"]["events"] > 0
 
 
-def test_model_lookahead_is_bounded(tmp_path, clock):
+def test_model_lookahead_is_bounded(tmp_path, clock, make_recorder):
     """Model audio scheduled beyond the look-ahead window is dropped and counted."""
     store = LocalStorage(tmp_path)
-    rec = make_recorder(store, clock)
-    for _ in range(int(recording.MAX_LOOKAHEAD_S) + 10):  # 10 s more than the window, all at once
+    rec = make_recorder(store)
+    for _ in range(int(timeline.MAX_LOOKAHEAD_S) + 10):  # 10 s more than the window, all at once
         rec.model_audio(tone(1.0, 24000))
     rec.finalize("end")
     meta = json.loads(store.read(f"{rec.key_prefix}/meta.json"))
     assert meta["dropped"]["model_audio_ms"] >= 8000
 
 
-def test_empty_conversation(tmp_path, clock):
+def test_empty_conversation(tmp_path, clock, make_recorder):
     """A conversation with no audio still gets a transcript and meta, and no audio object."""
     store = LocalStorage(tmp_path)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     assert rec.finalize("drop") is not None
     assert not store.exists(f"{rec.key_prefix}/audio.wav")
     assert store.read(f"{rec.key_prefix}/transcript.jsonl") == b""
     assert find_recording(store, "sess-1")["audio"] is None
 
 
-def test_storage_failure_returns_none(tmp_path, clock, monkeypatch):
+def test_storage_failure_returns_none(tmp_path, clock, monkeypatch, make_recorder):
     """If the GCS endpoint goes away mid-conversation, finalize returns None instead of raising."""
     from livetalk.storage import GcsStorage
 
@@ -260,7 +264,7 @@ def test_storage_failure_returns_none(tmp_path, clock, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
     store = GcsStorage(server.new_bucket(), client=server.client(), retry_deadline_s=0.5, timeout_s=(0.5, 1.0),
                        chunk_bytes=256 * 1024)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     speak_user(rec, clock, 1.0)
     server.stop()
     speak_user(rec, clock, 5.0)
@@ -268,30 +272,29 @@ def test_storage_failure_returns_none(tmp_path, clock, monkeypatch):
 
 
 @pytest.mark.parametrize("session_id", ["../x", "a/b", "", "x" * 2000])
-def test_unsafe_session_id_is_refused(tmp_path, clock, session_id):
+def test_unsafe_session_id_is_refused(tmp_path, clock, session_id, make_recorder):
     """A session id that is not a safe key segment is refused at construction."""
     with pytest.raises(ValueError):
-        make_recorder(LocalStorage(tmp_path), clock, session_id=session_id)
+        make_recorder(LocalStorage(tmp_path), session_id=session_id)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 160, 321, 16000])
 def test_upsampler_keeps_duration(chunk):
     """16→24 kHz conversion yields 1.5 samples per input sample whatever the chunking."""
-    up = recording._Upsampler()
+    up = timeline.Upsampler()
     data = (np.arange(16000 * 2) % 200 - 100).astype(np.int16)
     out = np.concatenate([up(data[i:i + chunk]) for i in range(0, len(data), chunk)])
     assert abs(len(out) - 48000) <= 2
-    whole = recording._Upsampler()(data)
+    whole = timeline.Upsampler()(data)
     assert np.array_equal(out, whole[: len(out)])
 
 
-def test_resumed_segment_never_collides(tmp_path, clock):
+def test_resumed_segment_never_collides(tmp_path, clock, make_recorder):
     """A continuation recorded as segment 1 lands in its own folder; the index keeps pointing at segment 0."""
     store = LocalStorage(tmp_path)
-    first = make_recorder(store, clock)
+    first = make_recorder(store)
     speak_user(first, clock, 0.3)
-    second = ConversationRecorder(store, session_id="sess-1", scenario_id="sales-ja", started_at=STARTED,
-                                  clock=clock, segment=1)
+    second = make_recorder(store, segment=1)
     speak_user(second, clock, 0.3)
     assert first.finalize("drop") and second.finalize("end")
     assert second.key_prefix == f"{first.key_prefix}/segment-1"
@@ -299,10 +302,10 @@ def test_resumed_segment_never_collides(tmp_path, clock):
     assert find_recording(store, "sess-1")["prefix"] == first.key_prefix
 
 
-def test_finalize_timeout_returns_while_publishing_continues(tmp_path, clock):
+def test_finalize_timeout_returns_while_publishing_continues(tmp_path, clock, make_recorder):
     """finalize(timeout=…) gives up waiting on a hung store, and the recording is still published later."""
     store = GatedStorage(tmp_path)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     speak_user(rec, clock, 0.3)
     started = time.monotonic()
     assert rec.finalize("shutdown", timeout=0.2) is None
@@ -312,10 +315,10 @@ def test_finalize_timeout_returns_while_publishing_continues(tmp_path, clock):
     assert store.exists(f"{rec.key_prefix}/meta.json")
 
 
-def test_relay_style_closing_pieces_are_harmless(tmp_path, clock):
+def test_relay_style_closing_pieces_are_harmless(tmp_path, clock, make_recorder):
     """Empty final pieces for utterances already closed (as the relay sends them) add no lines."""
     store = LocalStorage(tmp_path)
-    rec = make_recorder(store, clock)
+    rec = make_recorder(store)
     rec.model_audio(tone(1.0, 24000))
     rec.transcript("model", "Hello", False)
     clock.tick(0.5)
@@ -417,8 +420,8 @@ def test_many_recorders_share_one_thread_and_all_are_written(tmp_path):
         for i, (rec, clock) in enumerate(zip(recs, clocks)):
             clock.tick(0.02)
             rec.user_audio(tone(0.02, 16000, amplitude=10000 if step < 50 + i else 0))
-        if step % 25 == 0:
-            time.sleep(0.02)  # let the pump run meanwhile
+        if step % 25 == 0:  # let the pump take what is queued before going on
+            wait_until(lambda: all(rec.backlog_bytes == 0 for rec in recs))
     assert threading.active_count() <= threads + 1 + 2
     for i, (rec, clock) in enumerate(zip(recs, clocks)):
         clock.tick(1.0)
@@ -446,7 +449,7 @@ def test_finalize_while_the_pump_runs(tmp_path):
     loop = threading.Thread(target=relay_loop)
     loop.start()
     try:
-        time.sleep(0.3)
+        wait_until(lambda: rec.frames_written > 0.2 * 24000)  # the pump is writing while the loop streams
         results: list[str | None] = []
         finalizers = [threading.Thread(target=lambda: results.append(rec.finalize("end"))) for _ in range(3)]
         for t in finalizers:
@@ -475,7 +478,7 @@ def test_a_stalled_store_holds_up_only_its_own_recording(tmp_path, clock):
         clock.tick(0.02)
         slow.user_audio(tone(0.02, 16000))
         fast.user_audio(tone(0.02, 16000))
-    time.sleep(0.1)  # the pump hands the slow recording's audio to storage, which hangs
+    assert stalled.waiting.wait(UNIT_S)  # the pump handed the slow recording's audio to storage, which hangs
     started = time.monotonic()
     assert fast.finalize("end") is not None
     assert time.monotonic() - started < 2.0

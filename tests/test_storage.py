@@ -21,14 +21,6 @@ from livetalk.storage import (
 from tests.gcs_helpers import FakeGcsServer
 
 
-@pytest.fixture(params=["local", "gcs"])
-def store(request, tmp_path):
-    """Each backend in turn, empty."""
-    if request.param == "local":
-        return LocalStorage(tmp_path / "data")
-    return request.getfixturevalue("gcs_storage")
-
-
 def test_put_then_read_round_trips(store):
     """An object written with put reads back byte for byte, and exists."""
     uri = store.put("conversations/2025/01/02/s1/log.json", b'[{"role":"user"}]', "application/json")

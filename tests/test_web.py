@@ -9,9 +9,9 @@ import urllib.request
 import pytest
 
 import prompts
-from conftest import FAKE_API_KEY, UNIT_S, wait_until
+from tests.helpers import FAKE_API_KEY, UNIT_S, wait_until
 from livetalk import security
-from wsclient import RelayClient
+from tests.wsclient import RelayClient
 
 
 def get(url: str) -> tuple[int, dict, dict | list | str]:

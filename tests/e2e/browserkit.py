@@ -17,7 +17,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, WebSocketRoute, expect
 
-from conftest import UNIT_S  # the suite's one scalable timeout unit (tests/conftest.py)
+from tests.helpers import UNIT_S  # the suite's one scalable timeout unit
 
 UNIT_MS = UNIT_S * 1000
 

@@ -1,0 +1,70 @@
+"""The Gemini engine adapter: a real session through google-genai, and the one reach into the SDK's internals."""
+from __future__ import annotations
+
+import asyncio
+
+import google.genai
+import pytest
+import websockets
+
+from livetalk import live
+from livetalk.engine import LiveSetup, UpstreamClosed, Vad
+from livetalk.services import Services
+
+SETUP = LiveSetup(model="gemini-3.8-live", system_instruction="Be brief.", voice="Kore", vad=Vad())
+
+
+def test_the_installed_sdk_is_the_one_the_adapter_was_checked_against():
+    """An upgraded google-genai fails here first: re-check live.sdk_websocket, then update CHECKED_SDK_VERSION."""
+    assert google.genai.__version__ == live.CHECKED_SDK_VERSION, (
+        f"google-genai {google.genai.__version__} is installed; livetalk/live.py reaches into AsyncSession._ws, "
+        f"checked against {live.CHECKED_SDK_VERSION}")
+
+
+@pytest.fixture
+def engine(settings, emu):
+    """The Gemini engine of a service configured for the emulator."""
+    services = Services(settings)
+    yield services.engine()
+    services.close()
+
+
+def test_a_live_session_exposes_the_sdk_connection(engine, emu):
+    """Through the real SDK, the adapter finds the session's websockets connection and relays a typed turn."""
+
+    async def converse() -> list:
+        upstream = await engine.connect(SETUP, timeout_s=5)
+        try:
+            assert isinstance(upstream._ws, websockets.ClientConnection)
+            await upstream.send_text("こんにちは")
+            events = []
+            while not any(type(e).__name__ == "TurnComplete" for e in events):
+                events += await asyncio.wait_for(upstream.receive(), 5)
+            return events
+        finally:
+            await upstream.close()
+
+    events = asyncio.run(converse())
+    assert any(type(e).__name__ == "ModelAudio" for e in events)
+
+
+def test_the_adapter_refuses_an_sdk_without_the_connection():
+    """If a future SDK moves its connection, the adapter says so plainly instead of failing per frame."""
+
+    class MovedSession:
+        pass
+
+    with pytest.raises(RuntimeError, match="_ws"):
+        live.sdk_websocket(MovedSession())
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "recoverable"),
+    [(1000, "bye", True), (1001, "going away", True), (1006, "", True), (1011, "The service is currently unavailable.", True),
+     (1011, "Internal error encountered.", False), (1007, "Request contains an invalid argument.", False),
+     (1008, "models/x is not found", False)],
+)
+def test_which_closes_a_new_connection_may_continue(code, reason, recoverable):
+    """Normal, abnormal and 'unavailable' closes are worth resuming; argument and policy errors are not."""
+    error = live._closed(code, reason)
+    assert isinstance(error, UpstreamClosed) and error.recoverable is recoverable
