@@ -564,3 +564,52 @@ def test_ending_while_still_connecting_stops_cleanly(live_server, open_page):
     expect_state(page, "done")
     expect(page.get_by_test_id("feedback")).to_contain_text("採点できる会話がありませんでした")
     expect(page.get_by_test_id("start")).to_be_enabled()
+
+
+def test_ending_during_the_reconnect_delay_cancels_the_reconnect(live_server, open_page):
+    """End pressed while a dropped socket waits for its retry ends the conversation, and no socket opens later."""
+    page = open_page(live_server.url)
+    relay = ScriptedRelay(page)
+    start(page, mode="text")
+    first = relay.wait_socket(1, page)
+    relay.send(first, **ready(resume="ticket-1"))
+    expect_state(page, "live")
+    # End the moment the page shows reconnecting: well inside the first retry delay (300 ms).
+    page.evaluate("""() => {
+      const status = document.querySelector('[data-testid="status"]');
+      new MutationObserver((_, observer) => {
+        if (status.dataset.state !== "reconnecting") return;
+        observer.disconnect();
+        window.liveTalk.end();
+      }).observe(status, { attributes: true, attributeFilter: ["data-state"] });
+    }""")
+    first.close(code=1011)
+    expect_state(page, "done")
+    # A page timer set now, longer than the first retry delay, fires after the retry would have.
+    page.evaluate("(ms) => new Promise((resolve) => setTimeout(resolve, ms))", 1000)
+    assert len(relay.sockets) == 1, "the page reconnected after the conversation ended"
+
+
+def test_the_transcript_follows_the_relays_events(live_server, open_page):
+    """Transcript text replaces the line, final closes it, and a reply cut by a barge-in is marked where it stopped."""
+    page = open_page(live_server.url)
+    relay = ScriptedRelay(page)
+    start(page, mode="text")
+    ws = relay.wait_socket(1, page)
+    relay.send(ws, **ready())
+    expect_state(page, "live")
+    for event in (
+        {"type": "transcript", "role": "model", "text": "本日は", "final": False},
+        {"type": "transcript", "role": "model", "text": "本日はお時間を", "final": False},
+        {"type": "interrupted"},
+        {"type": "transcript", "role": "model", "text": "本日はお時間を", "final": True},
+        {"type": "transcript", "role": "user", "text": "すみません", "final": True},
+        {"type": "transcript", "role": "model", "text": "どうぞ。", "final": True},
+        {"type": "complete", "full_text": "どうぞ。", "turn": 1},
+    ):
+        relay.send(ws, **event)
+    expect(page.locator(TRANSCRIPT)).to_have_count(3)
+    expect(page.locator(TRANSCRIPT).locator(".utterance-text")).to_have_text(["本日はお時間を", "すみません", "どうぞ。"])
+    expect(page.locator(f"{TRANSCRIPT}[data-final='true']")).to_have_count(3)
+    expect(page.locator(f"{TRANSCRIPT}[data-interrupted='true']")).to_have_count(1)
+    expect(page.locator(TRANSCRIPT).first).to_have_attribute("data-interrupted", "true")
