@@ -566,25 +566,27 @@ def test_ending_while_still_connecting_stops_cleanly(live_server, open_page):
     expect(page.get_by_test_id("start")).to_be_enabled()
 
 
-def test_ending_during_the_reconnect_delay_cancels_the_reconnect(live_server, open_page):
-    """End pressed while a dropped socket waits for its retry ends the conversation, and no socket opens later."""
+@pytest.mark.parametrize(("action", "final_state"), [("end", "done"), ("leave", "idle")], ids=["end", "leave-page"])
+def test_ending_during_the_reconnect_delay_cancels_the_reconnect(live_server, open_page, action, final_state):
+    """End, or leaving the page, while a dropped socket waits for its retry stops it: no socket opens later."""
     page = open_page(live_server.url)
     relay = ScriptedRelay(page)
     start(page, mode="text")
     first = relay.wait_socket(1, page)
     relay.send(first, **ready(resume="ticket-1"))
     expect_state(page, "live")
-    # End the moment the page shows reconnecting: well inside the first retry delay (300 ms).
-    page.evaluate("""() => {
+    # Act the moment the page shows reconnecting: well inside the first retry delay (300 ms).
+    page.evaluate("""(action) => {
       const status = document.querySelector('[data-testid="status"]');
       new MutationObserver((_, observer) => {
         if (status.dataset.state !== "reconnecting") return;
         observer.disconnect();
-        window.liveTalk.end();
+        if (action === "end") window.liveTalk.end();
+        else window.dispatchEvent(new PageTransitionEvent("pagehide", { persisted: true }));
       }).observe(status, { attributes: true, attributeFilter: ["data-state"] });
-    }""")
+    }""", action)
     first.close(code=1011)
-    expect_state(page, "done")
+    expect_state(page, final_state)
     # A page timer set now, longer than the first retry delay, fires after the retry would have.
     page.evaluate("(ms) => new Promise((resolve) => setTimeout(resolve, ms))", 1000)
     assert len(relay.sockets) == 1, "the page reconnected after the conversation ended"
