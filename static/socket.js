@@ -4,7 +4,32 @@
 // (detail: ArrayBuffer) and the end of the socket as "close" ({code, reason, clean}).
 
 const MAX_BUFFERED_BYTES = 256 * 1024; // drop microphone frames rather than fall seconds behind
-const encoder = new TextEncoder();
+
+/**
+ * How many bytes `text` takes in UTF-8 on the wire, counted without encoding it (no allocation).
+ * A lone surrogate counts as U+FFFD (3 bytes), which is what WebSocket.send() puts on the wire.
+ */
+export function utf8Length(text) {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (isHighSurrogate(unit) && i + 1 < text.length && isLowSurrogate(text.charCodeAt(i + 1))) {
+      bytes += 4; // one code point above U+FFFF
+      i += 1;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+function isHighSurrogate(unit) {
+  return unit >= 0xd800 && unit <= 0xdbff;
+}
+
+function isLowSurrogate(unit) {
+  return unit >= 0xdc00 && unit <= 0xdfff;
+}
 
 /**
  * Build the socket URL for this page's origin.
@@ -71,7 +96,7 @@ export class RealtimeSocket extends EventTarget {
       this._emit("audio", data);
       return;
     }
-    this.receivedBytes += encoder.encode(data).byteLength;
+    this.receivedBytes += utf8Length(data);
     let message;
     try {
       message = JSON.parse(data);
@@ -99,7 +124,7 @@ export class RealtimeSocket extends EventTarget {
     if (!this.isOpen) return false;
     const text = JSON.stringify(message);
     this.ws.send(text);
-    this.sentBytes += encoder.encode(text).byteLength;
+    this.sentBytes += utf8Length(text);
     return true;
   }
 

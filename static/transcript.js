@@ -1,152 +1,132 @@
-// The conversation as a list of utterances, built from the relay's events. Pure: the view
-// (ui.js) renders whatever this returns as changed. One utterance per turn of each side;
-// interim text is replaced by final text.
+// The conversation as a list of utterances, built from the relay's events exactly as the
+// protocol defines them (docs/protocol.md; livetalk/relay.py sends them). Pure: the view
+// (ui.js) renders whatever a method returns as changed.
+//
+// - `transcript` {role, text, final}: `text` is the whole current utterance of that role so far,
+//   so it replaces the utterance's text; `final` closes it, and the next one of that role starts
+//   a new utterance.
+// - `chunk` {text} (text mode): the next piece of the model's text, appended.
+// - `complete` {full_text}: the model's turn is over; `full_text` is the whole turn.
+// - `interrupted`: the model's turn stops where it is. The relay then closes the model's open
+//   utterance with one final `transcript` of it, as the very next event.
+// - a typed turn is shown at once; the relay never echoes it back.
 
 /**
  * @typedef {{id: number, role: "user"|"model", text: string, final: boolean,
  *            interrupted: boolean, typed: boolean}} Utterance
  */
 
+const ROLES = ["user", "model"];
+
 export class Transcript {
   constructor() {
     /** @type {Utterance[]} */
     this.utterances = [];
-    this.open = { user: null, model: null }; // utterances still receiving text
-    this.modelTurn = null; // the model utterance of the turn in progress
-    this.lastInterrupted = null;
-    this.typedEcho = []; // typed turns the server may echo back as user transcripts
+    this.open = { user: null, model: null }; // the utterance of each role still receiving text
+    this.turn = []; // the model's utterances in the turn in progress (since the last complete/interrupted)
+    this.cut = null; // the utterance `interrupted` just closed, until the next event
     this.nextId = 1;
   }
 
   /**
-   * A `transcript` event. Interim pieces may be deltas or the text so far; a final
-   * piece replaces the interim text when it covers it.
+   * A `transcript` event: replace the text of that role's current utterance; `final` closes it.
    * @returns {Utterance[]} changed utterances
    */
   onTranscript(role, text, final) {
-    if (role !== "user" && role !== "model") return [];
-    if (role === "user" && this._isTypedEcho(text, final)) return [];
-    let u = this.open[role];
-    if (!u && role === "model" && final && this.lastInterrupted) {
-      // The relay closes an interrupted utterance with a final transcript of it.
-      u = this.lastInterrupted;
-      u.text = merge(u.text, text || "", true);
-      return [u];
+    const cut = this._takeCut();
+    if (!ROLES.includes(role)) return [];
+    if (role === "model" && final && cut) {
+      cut.text = text; // the relay's closing transcript of the utterance `interrupted` cut
+      return [cut];
     }
-    if (!u) {
-      if (!text && !final) return [];
-      u = this._create(role);
-      if (role === "model") this.modelTurn = u;
-    }
-    u.text = merge(u.text, text || "", final);
-    if (final) this._finish(u);
+    const u = this.open[role] || (text ? this._create(role) : null);
+    if (!u) return [];
+    u.text = text;
+    if (final) this._close(u);
     return [u];
   }
 
-  /** A `chunk` event (text mode): model text, in order. */
+  /** A `chunk` event (text mode): the next piece of the model's text. */
   onChunk(text) {
-    let u = this.open.model;
-    if (!u) {
-      u = this._create("model");
-      this.modelTurn = u;
-    }
+    this._takeCut();
+    if (!text) return [];
+    const u = this.open.model || this._create("model");
     u.text += text;
     return [u];
   }
 
-  /** A `complete` event: the model's turn ended; `fullText` is authoritative. */
+  /** A `complete` event: the model's turn is over; `fullText` is the whole turn's text. */
   onComplete(fullText) {
-    const changed = [];
-    const user = this.open.user;
-    if (user) {
-      this._finish(user);
-      changed.push(user);
-    }
-    let u = this.modelTurn || this.lastInterrupted;
-    if (!u && fullText) u = this._create("model");
-    if (u) {
-      if (fullText) u.text = fullText;
-      this._finish(u);
-      changed.push(u);
-    }
-    this.modelTurn = null;
-    this.lastInterrupted = null;
+    this._takeCut();
+    // One utterance is the whole turn. A turn of several (the relay closed the model's utterance
+    // mid-turn, on a typed turn) keeps what its transcripts said: full_text spans them all.
+    if (fullText && this.turn.length === 0) this._create("model");
+    if (fullText && this.turn.length === 1) this.turn[0].text = fullText;
+    const changed = this._closeAll([this.open.user, this.open.model, ...this.turn]);
+    this.turn = [];
     return changed;
   }
 
-  /** An `interrupted` event: the model's current utterance stops where it is. */
+  /** An `interrupted` event: the model's turn stops where it is, and its last utterance is marked. */
   onInterrupted() {
-    const u = this.modelTurn;
+    this._takeCut();
+    const u = this.turn.at(-1);
+    this.turn = [];
     if (!u) return [];
     u.interrupted = true;
-    this._finish(u);
-    this.modelTurn = null;
-    this.lastInterrupted = u;
+    if (this.open.model === u) {
+      this._close(u);
+      this.cut = u;
+    }
     return [u];
   }
 
-  /** A typed user turn, shown at once as final. */
+  /** A typed user turn, shown at once as final. A spoken user utterance still open stays open. */
   addTyped(text) {
-    const changed = [];
-    if (this.open.user) {
-      changed.push(this.open.user);
-      this._finish(this.open.user);
-    }
-    const u = this._create("user");
+    this._takeCut();
+    const u = this._newUtterance("user");
     u.text = text;
     u.typed = true;
-    this._finish(u);
-    this.typedEcho.push(text.trim());
-    changed.push(u);
-    return changed;
+    u.final = true;
+    return [u];
   }
 
-  /** Close whatever is still open (the conversation ended). */
+  /** Close whatever is still open (the conversation ended, or goes on over a new socket). */
   finishAll() {
-    const changed = [];
-    for (const role of ["user", "model"]) {
-      const u = this.open[role];
-      if (u) {
-        this._finish(u);
-        changed.push(u);
-      }
-    }
-    this.modelTurn = null;
-    return changed;
+    this._takeCut();
+    this.turn = [];
+    return this._closeAll([this.open.user, this.open.model]);
   }
 
-  _isTypedEcho(text, final) {
-    const trimmed = (text || "").trim();
-    const i = this.typedEcho.findIndex((typed) => typed === trimmed || (!final && typed.startsWith(trimmed)));
-    if (i < 0 || !trimmed) return false;
-    if (final || this.typedEcho[i] === trimmed) this.typedEcho.splice(i, 1);
-    return true;
+  _takeCut() {
+    const cut = this.cut;
+    this.cut = null;
+    return cut;
   }
 
-  _create(role) {
+  _newUtterance(role) {
     const u = { id: this.nextId++, role, text: "", final: false, interrupted: false, typed: false };
     this.utterances.push(u);
-    this.open[role] = u;
     return u;
   }
 
-  _finish(u) {
+  // A new utterance that receives the role's events from now on.
+  _create(role) {
+    const u = this._newUtterance(role);
+    this.open[role] = u;
+    if (role === "model") this.turn.push(u);
+    return u;
+  }
+
+  _close(u) {
     u.final = true;
     if (this.open[u.role] === u) this.open[u.role] = null;
   }
-}
 
-// Combine the text so far with a new piece: the piece replaces it when it already
-// contains it (cumulative interim text, or a final text for the whole utterance),
-// and is appended otherwise (a delta).
-function merge(current, piece, final) {
-  if (!current) return piece;
-  if (!piece) return current;
-  if (piece.startsWith(current)) return piece;
-  if (final && piece.length >= current.length && normalise(piece).includes(normalise(current))) return piece;
-  return current + piece;
-}
-
-function normalise(text) {
-  return text.replace(/\s+/g, "");
+  // Close each distinct utterance given (nulls skipped); return those whose text or state may have changed.
+  _closeAll(candidates) {
+    const changed = [...new Set(candidates.filter(Boolean))];
+    for (const u of changed) this._close(u);
+    return changed;
+  }
 }

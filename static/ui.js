@@ -2,18 +2,7 @@
 // main.js decides, this module shows.
 import { applyTranslations } from "./i18n.js";
 import { renderEvaluation } from "./feedback.js";
-
-/** Every state the status line can show (page contract: data-state). */
-export const State = Object.freeze({
-  IDLE: "idle",
-  CONNECTING: "connecting",
-  LIVE: "live",
-  RECONNECTING: "reconnecting",
-  ENDING: "ending",
-  GRADING: "grading",
-  DONE: "done",
-  ERROR: "error",
-});
+import { State } from "./lifecycle.js";
 
 const BUSY = new Set([State.CONNECTING, State.LIVE, State.RECONNECTING, State.ENDING, State.GRADING]);
 
@@ -42,10 +31,11 @@ export class View {
     this.languageButton = doc.getElementById("language");
     this.items = new Map(); // utterance id -> <li>
     this.t = (key) => key;
-    this.state = State.IDLE;
-    this.mode = "voice";
+    this.state = State.IDLE; // the state shown (the controller owns the lifecycle)
     this.errorKey = null;
     this.scenarios = [];
+    this.level = 0;
+    this.levelFrame = 0;
   }
 
   /** Switch the page language. */
@@ -53,7 +43,7 @@ export class View {
     this.t = t;
     this.doc.documentElement.lang = lang;
     applyTranslations(this.doc, t);
-    this.setState(this.state, this.mode);
+    this.refresh();
     if (this.errorKey) this.showError(this.errorKey);
     for (const li of this.items.values()) this._labelUtterance(li);
   }
@@ -73,8 +63,8 @@ export class View {
     const lang = this.doc.documentElement.lang;
     const preferred = scenarios.find((s) => String(s.language || "").toLowerCase().startsWith(lang));
     if (preferred) this.scenario.value = preferred.id;
-    this.scenario.disabled = scenarios.length === 0;
     this.showScenarioDescription();
+    this.refresh(); // the controls depend on whether there are scenarios
   }
 
   showScenarioDescription() {
@@ -91,10 +81,13 @@ export class View {
     return checked ? checked.value : "voice";
   }
 
-  /** Show `state` on the status line and enable exactly the controls that make sense. */
-  setState(state, mode = this.mode) {
+  /**
+   * Show `state` on the status line and enable exactly the controls that make sense for it and
+   * the chosen mode (which cannot change during a conversation: the mode inputs are disabled then).
+   */
+  setState(state) {
     this.state = state;
-    this.mode = mode;
+    const mode = this.selectedMode();
     this.status.dataset.state = state;
     const key = state === State.LIVE && mode === "text" ? "state.live.text" : `state.${state}`;
     this.statusText.textContent = this.t(key);
@@ -124,7 +117,22 @@ export class View {
     this.showError(null);
   }
 
-  /** Input level, 0..1. */
+  /** Show the shown state again (after the mode, the language or the scenarios changed). */
+  refresh() {
+    this.setState(this.state);
+  }
+
+  /** Input level, 0..1, shown at the next animation frame (frames come faster than the screen). */
+  showLevel(value) {
+    this.level = value;
+    if (this.levelFrame) return;
+    this.levelFrame = requestAnimationFrame(() => {
+      this.levelFrame = 0;
+      if (!this.meter.hidden) this.setLevel(this.level);
+    });
+  }
+
+  /** Input level, 0..1, shown now. */
   setLevel(value) {
     this.meterBar.style.transform = `scaleX(${value.toFixed(3)})`;
     this.meter.setAttribute("aria-valuenow", String(Math.round(value * 100)));

@@ -408,6 +408,16 @@ def ready(session_id: str = "s-1", *, resume: str | None = None, emulated: bool 
             "scenario": "sales-ja", "mode": "text", "resume": resume, "emulated": emulated}
 
 
+def scripted_live(page, *, resume: str | None = None):
+    """Start a text conversation on a scripted relay and bring it live; return the relay and its socket."""
+    relay = ScriptedRelay(page)
+    start(page, mode="text")
+    ws = relay.wait_socket(1, page)
+    relay.send(ws, **ready(resume=resume))
+    expect_state(page, "live")
+    return relay, ws
+
+
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 EVALUATION = {
     "session_id": "s-1",
@@ -508,11 +518,7 @@ def test_fatal_relay_errors_become_plain_advice(live_server, open_page, snap, co
 def test_a_non_fatal_error_keeps_the_conversation_going(live_server, open_page):
     """A rejected frame (non-fatal error) is explained but the conversation stays live."""
     page = open_page(live_server.url)
-    relay = ScriptedRelay(page)
-    start(page, mode="text")
-    ws = relay.wait_socket(1, page)
-    relay.send(ws, **ready())
-    expect_state(page, "live")
+    relay, ws = scripted_live(page)
     relay.send(ws, type="error", code="too_large", message="frame too large", fatal=False)
     expect_error(page, "too_large")
     expect_state(page, "live")
@@ -521,12 +527,8 @@ def test_a_non_fatal_error_keeps_the_conversation_going(live_server, open_page):
 def test_grading_that_is_not_available_ends_plainly(live_server, open_page):
     """If the server has no /feedback (404/405), the page says grading is unavailable and ends in done."""
     page = open_page(live_server.url)
-    relay = ScriptedRelay(page)
     page.route("**/feedback", lambda route: route.fulfill(status=404, content_type="text/html", body="<h1>nope</h1>"))
-    start(page, mode="text")
-    ws = relay.wait_socket(1, page)
-    relay.send(ws, **ready())
-    expect_state(page, "live")
+    relay, ws = scripted_live(page)
     page.get_by_test_id("end").click()
     relay.wait_message(1, "end", page)
     relay.send(ws, type="ended", session_id="s-1", recording=None)
@@ -538,11 +540,7 @@ def test_grading_that_is_not_available_ends_plainly(live_server, open_page):
 def test_reconnecting_gives_up_after_a_few_tries(live_server, open_page):
     """A dropped socket is retried with the resume ticket a few times, then reported as lost."""
     page = open_page(live_server.url)
-    relay = ScriptedRelay(page)
-    start(page, mode="text")
-    first = relay.wait_socket(1, page)
-    relay.send(first, **ready(resume="ticket-1"))
-    expect_state(page, "live")
+    relay, first = scripted_live(page, resume="ticket-1")
     first.close(code=1011)
     for n in (2, 3, 4):
         retry = relay.wait_socket(n, page)
@@ -564,3 +562,46 @@ def test_ending_while_still_connecting_stops_cleanly(live_server, open_page):
     expect_state(page, "done")
     expect(page.get_by_test_id("feedback")).to_contain_text("採点できる会話がありませんでした")
     expect(page.get_by_test_id("start")).to_be_enabled()
+
+
+@pytest.mark.parametrize(("action", "final_state"), [("end", "done"), ("leave", "idle")], ids=["end", "leave-page"])
+def test_ending_during_the_reconnect_delay_cancels_the_reconnect(live_server, open_page, action, final_state):
+    """End, or leaving the page, while a dropped socket waits for its retry stops it: no socket opens later."""
+    page = open_page(live_server.url)
+    relay, first = scripted_live(page, resume="ticket-1")
+    # Act the moment the page shows reconnecting: well inside the first retry delay (300 ms).
+    page.evaluate("""(action) => {
+      const status = document.querySelector('[data-testid="status"]');
+      new MutationObserver((_, observer) => {
+        if (status.dataset.state !== "reconnecting") return;
+        observer.disconnect();
+        if (action === "end") window.liveTalk.end();
+        else window.dispatchEvent(new PageTransitionEvent("pagehide", { persisted: true }));
+      }).observe(status, { attributes: true, attributeFilter: ["data-state"] });
+    }""", action)
+    first.close(code=1011)
+    expect_state(page, final_state)
+    # A page timer set now, longer than the first retry delay, fires after the retry would have.
+    page.evaluate("(ms) => new Promise((resolve) => setTimeout(resolve, ms))", 1000)
+    assert len(relay.sockets) == 1, "the page reconnected after the conversation ended"
+
+
+def test_the_transcript_follows_the_relays_events(live_server, open_page):
+    """Transcript text replaces the line, final closes it, and a reply cut by a barge-in is marked where it stopped."""
+    page = open_page(live_server.url)
+    relay, ws = scripted_live(page)
+    for event in (
+        {"type": "transcript", "role": "model", "text": "本日は", "final": False},
+        {"type": "transcript", "role": "model", "text": "本日はお時間を", "final": False},
+        {"type": "interrupted"},
+        {"type": "transcript", "role": "model", "text": "本日はお時間を", "final": True},
+        {"type": "transcript", "role": "user", "text": "すみません", "final": True},
+        {"type": "transcript", "role": "model", "text": "どうぞ。", "final": True},
+        {"type": "complete", "full_text": "どうぞ。", "turn": 1},
+    ):
+        relay.send(ws, **event)
+    expect(page.locator(TRANSCRIPT)).to_have_count(3)
+    expect(page.locator(TRANSCRIPT).locator(".utterance-text")).to_have_text(["本日はお時間を", "すみません", "どうぞ。"])
+    expect(page.locator(f"{TRANSCRIPT}[data-final='true']")).to_have_count(3)
+    expect(page.locator(f"{TRANSCRIPT}[data-interrupted='true']")).to_have_count(1)
+    expect(page.locator(TRANSCRIPT).first).to_have_attribute("data-interrupted", "true")
