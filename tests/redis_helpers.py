@@ -64,6 +64,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         """Start the server and wait until it answers PING; keeps the same port across restarts."""
         self.port = self.port or free_port()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [redis_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.work_dir),
              "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", str(self.log_path)],

@@ -10,7 +10,8 @@ One seam, :class:`LimitStore`, with three backends that keep the same contract
 
 and :class:`FailOpen`, which answers from a local store while the shared one is
 unreachable, so an outage of Redis never refuses a conversation.
-:func:`create_limit_stores` composes them from the settings.
+:func:`create_limit_stores` composes them from the settings; :class:`LeaseKeeper`
+renews the concurrency slots a process holds.
 
 Exceptions::
 
@@ -24,6 +25,7 @@ import dataclasses
 import os
 
 from .fail_open import FailOpen
+from .leases import LeaseKeeper
 from .memory_store import MemoryStore
 from .redis_store import TIMEOUT_S, RedisStore, safe_url
 from .sqlite_store import SqliteStore
@@ -31,6 +33,7 @@ from .store import LimitStore, LimitStoreError, LimitStoreUnavailable, RateDecis
 
 __all__ = [
     "FailOpen",
+    "LeaseKeeper",
     "LimitStore",
     "LimitStoreError",
     "LimitStoreUnavailable",
