@@ -14,6 +14,7 @@ echo "== installing test dependencies"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 bash scripts/install-gcs-emulator.sh
 bash scripts/install-browser.sh
+bash scripts/install-redis.sh
 bash scripts/lint.sh --install-only
 
 echo "== JavaScript unit tests (node --test)"
