@@ -170,6 +170,7 @@ class Conversation:
         self._resume_handle: str | None = setup.resume_handle
         self._user = Utterance()
         self._model = Utterance()
+        self._turn_text = ""  # the model's whole turn so far, for `complete`
         self._last_client_frame = time.monotonic()
         self._warned_limit = False
         self._recording_uri: str | None = None
@@ -376,32 +377,34 @@ class Conversation:
 
     # --- Gemini → browser --------------------------------------------------------------
 
-    def _on_model_audio(self, ev: ev.ModelAudio) -> None:
+    def _on_model_audio(self, event: ev.ModelAudio) -> None:
         if self.stats.first_audio_s is None:
             self.stats.first_audio_s = time.monotonic() - self.stats.started
         self._close_utterance("user")
         self._model.open = True
-        self.stats.bytes_down += len(ev.pcm)
-        self._recorder.model_audio(ev.pcm)
+        self.stats.bytes_down += len(event.pcm)
+        self._recorder.model_audio(event.pcm)
         if self.mode is Mode.VOICE:
-            self._browser.send_bytes(ev.pcm)
+            self._browser.send_bytes(event.pcm)
 
-    def _on_model_text(self, ev: ev.ModelText) -> None:
-        self._on_transcription(ev.Transcription("model", ev.text, False))
+    def _on_model_text(self, event: ev.ModelText) -> None:
+        self._on_transcription(ev.Transcription("model", event.text, False))
 
-    def _on_transcription(self, ev: ev.Transcription) -> None:
-        if ev.role == "model":
+    def _on_transcription(self, event: ev.Transcription) -> None:
+        if event.role == "model":
             self._close_utterance("user")
-            if self.mode is Mode.TEXT and ev.text:
-                self._browser.send_text(wire.chunk(ev.text))
-        utterance = self._user if ev.role == "user" else self._model
-        utterance.text += ev.text
+            if self.mode is Mode.TEXT and event.text:
+                self._browser.send_text(wire.chunk(event.text))
+        utterance = self._user if event.role == "user" else self._model
+        utterance.text += event.text
+        if event.role == "model":
+            self._turn_text += event.text
         utterance.open = True
-        self._recorder.transcript(ev.role, ev.text, False)
-        if ev.finished:
-            self._close_utterance(ev.role)
-        elif ev.text and (self.mode is Mode.VOICE or ev.role == "user"):
-            self._browser.send_text(wire.transcript(ev.role, utterance.text, False))
+        self._recorder.transcript(event.role, event.text, False)
+        if event.finished:
+            self._close_utterance(event.role)
+        elif event.text and (self.mode is Mode.VOICE or event.role == "user"):
+            self._browser.send_text(wire.transcript(event.role, utterance.text, False))
 
     def _close_utterance(self, role: str) -> None:
         utterance = self._user if role == "user" else self._model
@@ -411,35 +414,34 @@ class Conversation:
         self._recorder.transcript(role, "", True)
         if utterance.text and (self.mode is Mode.VOICE or role == "user"):
             self._browser.send_text(wire.transcript(role, utterance.text, True))
-        if role == "user":
-            utterance.text = ""
+        utterance.text = ""
 
-    def _on_interrupted(self, _ev: ev.Interrupted) -> None:
+    def _on_interrupted(self, _event: ev.Interrupted) -> None:
         self.stats.interruptions += 1
         self._recorder.interrupted()
         self._browser.send_text(wire.INTERRUPTED)
         self._close_utterance("model")
-        self._model.text = ""
+        self._turn_text = ""
 
-    def _on_turn_complete(self, ev: ev.TurnComplete) -> None:
+    def _on_turn_complete(self, event: ev.TurnComplete) -> None:
         self.stats.turns += 1
-        self._add_usage(ev.usage)
+        self._add_usage(event.usage)
         self._close_utterance("user")
         self._close_utterance("model")
         self._recorder.turn_complete()
-        self._browser.send_text(wire.complete(self._model.text, self.stats.turns))
-        self._model.text = ""
+        self._browser.send_text(wire.complete(self._turn_text, self.stats.turns))
+        self._turn_text = ""
 
-    def _on_usage(self, ev: ev.Usage) -> None:
-        self._add_usage(ev.usage)
+    def _on_usage(self, event: ev.Usage) -> None:
+        self._add_usage(event.usage)
 
     def _add_usage(self, usage: dict | None) -> None:
         if usage:
             self.stats.tokens += int(usage.get("totalTokenCount") or 0)
 
-    def _on_resumption(self, ev: ev.Resumption) -> None:
-        if ev.resumable and ev.handle and ev.handle != self._resume_handle:
-            self._resume_handle = ev.handle
+    def _on_resumption(self, event: ev.Resumption) -> None:
+        if event.resumable and event.handle and event.handle != self._resume_handle:
+            self._resume_handle = event.handle
             self._resume_ticket = self._mint_resume_ticket()
             if self._resume_ticket:
                 self._browser.send_text(wire.resumable(self._resume_ticket))
@@ -454,17 +456,17 @@ class Conversation:
         )
         return resume.mint(self._resume_secret, state, now=time.time())
 
-    def _on_go_away(self, ev: ev.GoAway) -> None:
-        log.info("Gemini GoAway (time left %s s): resuming on a new connection", ev.time_left_s,
+    def _on_go_away(self, event: ev.GoAway) -> None:
+        log.info("Gemini GoAway (time left %s s): resuming on a new connection", event.time_left_s,
                  extra={"fields": {"session_id": self.session_id}})
         if self._resume_handle:
             self._spawn(self._reconnect("go_away"))
 
-    def _on_server_error(self, ev: ev.ServerError) -> None:
+    def _on_server_error(self, event: ev.ServerError) -> None:
         self.stats.upstream_errors += 1
-        self._send_error(ErrorCode.UPSTREAM_ERROR, f"Gemini reported an error: {ev.code} {ev.message}", fatal=False)
+        self._send_error(ErrorCode.UPSTREAM_ERROR, f"Gemini reported an error: {event.code} {event.message}", fatal=False)
 
-    def _on_generation_complete(self, _ev: ev.GenerationComplete) -> None:
+    def _on_generation_complete(self, _event: ev.GenerationComplete) -> None:
         pass
 
     @property

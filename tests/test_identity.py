@@ -21,7 +21,7 @@ from livetalk.identity import (
     is_admin,
 )
 from livetalk.signing import LEARNER_TTL_S, TokenSigner
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.iap_helpers import AUDIENCE, EMAIL, SUBJECT, IapKey, b64url, iap_claims, unsigned_assertion
 
 EPOCH = 1_800_000_000.0  # a fixed wall-clock instant for cookie tests, epoch seconds

@@ -6,6 +6,7 @@ import functools
 
 from livetalk import engine as ev
 from livetalk.engine import UpstreamClosed, UpstreamUnavailable
+from livetalk.protocol import Mode
 from tests.fake_engine import WAIT_S, Harness
 
 
@@ -126,3 +127,31 @@ async def test_end_is_answered_and_closes_both_sides():
         assert ended["session_id"] == ready["session_id"]
         assert await h.browser.closed() == 1000
         assert h.engine.sessions[0].closed
+
+
+@in_loop
+async def test_a_closed_model_line_starts_afresh_within_the_turn():
+    """After a model utterance is closed mid-turn, the next transcript starts a new line; `complete` has the turn."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.Transcription("model", "Hello.", True))
+        upstream.push(ev.Transcription("model", " More", False))
+        upstream.push(ev.TurnComplete(None))
+        first, second, last = [await h.browser.event("transcript") for _ in range(3)]
+        assert (first["text"], first["final"]) == ("Hello.", True)
+        assert (second["text"], second["final"]) == (" More", False)
+        assert (last["text"], last["final"]) == (" More", True)
+        assert (await h.browser.event("complete"))["full_text"] == "Hello. More"
+
+
+@in_loop
+async def test_model_text_parts_stream_as_chunks_in_text_mode():
+    """In text mode, model text parts arrive as ordered `chunk`s and `complete` carries them all."""
+    async with Harness(mode=Mode.TEXT) as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ModelText("Good "), ev.ModelText("morning."))
+        upstream.push(ev.TurnComplete(None))
+        assert [(await h.browser.event("chunk"))["text"] for _ in range(2)] == ["Good ", "morning."]
+        assert (await h.browser.event("complete"))["full_text"] == "Good morning."

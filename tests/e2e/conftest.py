@@ -24,7 +24,7 @@ from .browserkit import UNIT_MS, UNIT_S, SpeechWav, make_silence_wav, make_speec
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-FAKE_API_KEY = "FAKE-gemini-key-not-real-0123456789abcdef"  # as in tests/conftest.py: the emulator takes any key
+from tests.helpers import FAKE_API_KEY  # the emulator takes any key
 
 BROWSER_ARGS = (
     "--headless",
