@@ -36,8 +36,14 @@ class Settings:
     gcs_bucket_name: str | None = None
     port: int = DEFAULT_PORT
     log_level: str = "INFO"
+    log_format: str = "text"  # "json" (Cloud Logging; the default on Cloud Run) or "text" (a terminal)
+    # The instance: set by the gunicorn master for its workers (gunicorn.conf.py).
+    instance_dir: Path | None = None  # state the workers of this instance share (limit counters)
+    emulator_url: str | None = None  # an emulator already running for this instance (demo mode)
+    emulator_ca_file: str | None = None  # the CA certificate that emulator's TLS is signed with
+    gunicorn_threads: int = 100  # request threads per worker process
     # Conversation limits.
-    max_sessions: int = 90  # concurrent conversations per process (below its 100 gunicorn threads)
+    max_sessions: int = 160  # concurrent conversations per instance (all workers together)
     session_max_s: float = 15 * 60.0  # whole-conversation cap
     session_warning_s: float = 60.0  # `session_limit` warning this long before the cap
     idle_timeout_s: float = 120.0  # no client frame for this long ends it
@@ -53,6 +59,7 @@ class Settings:
     ticket_secret: str | None = None
     ticket_ttl_s: float = 120.0
     max_request_bytes: int = 64 * 1024 * 1024
+    redis_url: str | None = None  # limits shared by every instance (Memorystore); unset: per instance
     version: str | None = None  # the deployed revision (APP_VERSION, or Cloud Run's K_REVISION)
 
     @property
@@ -82,7 +89,13 @@ class Settings:
             gcs_bucket_name=env.str("GCS_BUCKET_NAME"),
             port=env.int("PORT", DEFAULT_PORT, low=1, high=65535),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True),
-            max_sessions=env.int("MAX_SESSIONS", 90, low=1),
+            log_format=env.choice("LOG_FORMAT", ("json", "text"), "json" if env.str("K_SERVICE") else "text",
+                                  lower=True),
+            instance_dir=env.path("INSTANCE_STATE_DIR"),
+            emulator_url=env.str("EMULATOR_URL"),
+            emulator_ca_file=env.str("EMULATOR_CA_FILE"),
+            gunicorn_threads=env.int("GUNICORN_THREADS", 100, low=1),
+            max_sessions=env.int("MAX_SESSIONS", 160, low=1),
             session_max_s=env.float("SESSION_MAX_SECONDS", 15 * 60.0, low=1),
             session_warning_s=env.float("SESSION_WARNING_SECONDS", 60.0, low=0),
             idle_timeout_s=env.float("IDLE_TIMEOUT_SECONDS", 120.0, low=1),
@@ -97,6 +110,7 @@ class Settings:
             ticket_secret=env.str("TICKET_SECRET"),
             ticket_ttl_s=env.float("TICKET_TTL_SECONDS", 120.0, low=1),
             max_request_bytes=env.int("MAX_REQUEST_BYTES", 64 * 1024 * 1024, low=1024),
+            redis_url=env.str("REDIS_URL"),
             version=env.str("APP_VERSION") or env.str("K_REVISION"),
         )
 
@@ -149,14 +163,19 @@ class _Reader:
             return False
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
-    def choice(self, name: str, options: tuple[str, ...], default: str, *, upper: bool = False) -> str:
+    def choice(self, name: str, options: tuple[str, ...], default: str, *, upper: bool = False,
+               lower: bool = False) -> str:
         raw = self.str(name)
         if raw is None:
             return default
-        value = raw.upper() if upper else raw
+        value = raw.upper() if upper else raw.lower() if lower else raw
         if value not in options:
             raise ConfigError(f"{name} must be one of {', '.join(options)}; got {raw!r}")
         return value
+
+    def path(self, name: str) -> Path | None:
+        raw = self.str(name)
+        return Path(raw) if raw else None
 
     def list(self, name: str) -> tuple[str, ...]:
         raw = self.str(name)

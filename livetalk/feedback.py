@@ -38,7 +38,7 @@ from . import grading
 from .grading import GradingFailed, Recording, Turn
 from .recording import check_session_id, conversation_prefix, find_recording
 from .conversation_log import LogError, is_json_log, parse_log
-from .security import client_ip, limit_key
+from .realtime import request_ip
 from .storage import StorageError
 from .wav import SNIFF_BYTES, AudioType, sniff_audio
 
@@ -101,12 +101,10 @@ def _admit(services) -> None:
 
 
 def _check_rate(services) -> None:
-    limiter = services.limits.feedback
-    key = limit_key(client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
-                              services.settings.trust_forwarded_for))
-    if not limiter.allow(key):
+    decision = services.admission.allow_feedback(request_ip(services))
+    if not decision.allowed:
         raise FeedbackError(429, "rate_limited", "too many feedback requests; wait a minute",
-                            retry_after=max(limiter.retry_after(key), 1))
+                            retry_after=max(decision.retry_after_whole_s, 1))
 
 
 # --- form 1: an upload from a client app -----------------------------------------------------

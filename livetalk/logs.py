@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, Final
 from urllib.parse import parse_qsl, urlencode
 
-from .security import REDACTED, redact
+from .scrub import REDACTED, redact
 
 TRACE_HEADER: Final = "X-Cloud-Trace-Context"
 TRACE_KEY: Final = "logging.googleapis.com/trace"

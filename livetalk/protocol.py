@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Final
 
 import orjson
 
@@ -32,6 +33,8 @@ class ErrorCode(str, enum.Enum):
     IDLE_TIMEOUT = "idle_timeout"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
+    QUOTA_EXCEEDED = "quota_exceeded"  # extension: the learner's own limits (concurrent, seconds per day)
+    UPSTREAM_QUOTA = "upstream_quota"  # extension: the engine refused for the project's quota
 
 
 class Close(enum.IntEnum):
@@ -43,6 +46,39 @@ class Close(enum.IntEnum):
     TOO_BIG = 1009
     INTERNAL = 1011
     TRY_AGAIN_LATER = 1013
+
+
+# --- refusals: contract code → (WebSocket close code, HTTP status) -----------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """How one contract error code is delivered: over a socket and over HTTP."""
+
+    code: ErrorCode
+    close: Close  # WebSocket close code after the fatal `error` event
+    http_status: int  # status for the same refusal on an HTTP route
+    message: str  # plain-language default for the client
+
+
+REFUSALS: Final[dict[ErrorCode, Refusal]] = {
+    r.code: r
+    for r in (
+        Refusal(ErrorCode.FORBIDDEN_ORIGIN, Close.POLICY, 403,
+                "This page's origin may not open a conversation."),
+        Refusal(ErrorCode.UNAUTHORIZED, Close.POLICY, 401,
+                "A valid access ticket is required; request a new one."),
+        # A per-client limit is policy (1008); 1013 is kept for "this server is full".
+        Refusal(ErrorCode.RATE_LIMITED, Close.POLICY, 429,
+                "Too many conversations from your network; wait a minute."),
+        Refusal(ErrorCode.CAPACITY, Close.TRY_AGAIN_LATER, 503,
+                "The server is full; try again in a moment."),
+        Refusal(ErrorCode.TOO_LARGE, Close.TOO_BIG, 413,
+                "The request is larger than the server accepts."),
+        Refusal(ErrorCode.QUOTA_EXCEEDED, Close.POLICY, 429,
+                "You have reached your practice limit for now."),
+    )
+}
 
 
 class Mode(str, enum.Enum):

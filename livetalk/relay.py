@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from . import engine as ev
 from . import protocol as wire
-from . import resume
 from .engine import Engine, LiveSetup, Upstream, UpstreamClosed, UpstreamError
 from .protocol import Close, ErrorCode, Mode
+from .signing import ResumeState, TokenSigner
 from .wsio import BrowserSocket, attach, wait_closed
 
 log = logging.getLogger("livetalk.relay")
@@ -144,7 +144,7 @@ class Conversation:
         policy: Policy,
         emulated: bool,
         recorder: Recorder | None = None,
-        resume_secret: bytes | None = None,
+        tokens: TokenSigner | None = None,
         started_at: float | None = None,
         segment: int = 0,
     ) -> None:
@@ -177,7 +177,7 @@ class Conversation:
         self._finalize_timeout: float | None = None
         self._close_code = Close.NORMAL
         self._connecting: asyncio.Task | None = None
-        self._resume_secret = resume_secret
+        self._tokens = tokens
         self._started_at = started_at if started_at is not None else time.time()
         self._segment = segment
         self._resume_ticket: str | None = self._mint_resume_ticket()
@@ -448,13 +448,13 @@ class Conversation:
 
     def _mint_resume_ticket(self) -> str | None:
         """A ticket to continue this conversation on a new socket, once Gemini gave a handle."""
-        if not (self._resume_secret and self._resume_handle):
+        if not (self._tokens and self._resume_handle):
             return None
-        state = resume.ResumeState(
+        state = ResumeState(
             session_id=self.session_id, scenario=self.scenario_id, mode=self.mode.value,
             handle=self._resume_handle, started_at=self._started_at, segment=self._segment + 1,
         )
-        return resume.mint(self._resume_secret, state, now=time.time())
+        return self._tokens.mint_resume(state, now=time.time())
 
     def _on_go_away(self, event: ev.GoAway) -> None:
         log.info("Gemini GoAway (time left %s s): resuming on a new connection", event.time_left_s,

@@ -4,7 +4,7 @@
 ``post_worker_init`` warms it up and ``worker_exit`` closes it. Everything that lives as long as the process
 is created, handed out and stopped here: the relay's event loop thread, the Gemini engine (the real API or
 the embedded emulator), the object store, the recording pump and its I/O pool, the feedback write pool, the
-admission limits and the ticket key. Nothing here does I/O at construction: threads, sockets and clients
+admission limits and the signing key. Nothing here does I/O at construction: threads, sockets and clients
 start on first use.
 """
 from __future__ import annotations
@@ -20,11 +20,13 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from . import security
+from .admission import Admission
 from .config import Settings
 from .grading import Grader
+from .limits import LeaseKeeper, create_limit_stores
 from .recording import ConversationRecorder, RecordingPump
 from .relay import Policy
+from .signing import TokenSigner
 
 if TYPE_CHECKING:
     from google import genai
@@ -36,21 +38,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("livetalk")
 
 DRAIN_WAIT_S = 6.0  # at shutdown, conversations get this long to close and finalise (Cloud Run: 10 s)
+LIMITS_FILE = "limits.sqlite3"  # in the instance's state directory: counters all its workers share
 WRITE_THREADS = 8  # feedback uploads being written to storage at once, across all requests
 CLOSE_TIMEOUT_S = 5.0  # each thread stopped at close gets this long
 
 
-class Limits:
-    """The per-client and per-process admission limits, shared by every request thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.sockets = security.SocketGate.from_settings(settings)
-        self.tickets = security.RateLimiter(settings.new_sockets_per_ip_per_min, 60.0)
-        self.feedback = security.RateLimiter(settings.feedback_per_ip_per_min, 60.0)
-
-
 class Services:
-    """Owns the relay loop, the engine, storage, the recording pump, the write pool and the limits.
+    """Owns the relay loop, the engine, storage, the recording pump, the write pool, the limits and the keys.
 
     Args:
         settings: the service's settings.
@@ -64,8 +58,12 @@ class Services:
         self.settings = settings
         self.policy = Policy.from_settings(settings)
         self.grader = grader or Grader(model=settings.gemini_grading_model)
-        self.limits = Limits(settings)
-        self.ticket_secret = security.ticket_key(settings.ticket_secret)
+        self.limit_stores = create_limit_stores(
+            redis_url=settings.redis_url,
+            sqlite_path=settings.instance_dir / LIMITS_FILE if settings.instance_dir else None)
+        self.leases = LeaseKeeper()
+        self.admission = Admission(settings, self.limit_stores, self.leases)
+        self.tokens = TokenSigner.from_settings(settings)
         self.recording_pump = pump or RecordingPump()
         self.draining = threading.Event()
         self.sessions: dict[str, Any] = {}  # session_id -> relay.Conversation, owned by the loop thread
@@ -237,6 +235,8 @@ class Services:
                 self._loop_thread.join(timeout=CLOSE_TIMEOUT_S)
         if emu is not None:
             emu.stop()
+        self.leases.close()
+        self.limit_stores.close()
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

@@ -18,6 +18,7 @@ from websockets.protocol import Protocol, Side, State
 from livetalk import relay
 from livetalk.engine import Event, LiveSetup, UpstreamClosed, UpstreamError, Vad
 from livetalk.protocol import Mode
+from livetalk.signing import TokenSigner
 
 SETUP = LiveSetup(model="fake-live", system_instruction="Play a customer.", voice="Kore", vad=Vad())
 WAIT_S = 2.0  # every wait in these tests: in-memory steps take milliseconds
@@ -177,11 +178,11 @@ class Harness:
     """One conversation between a :class:`Browser` and a :class:`FakeEngine`, run by the real relay."""
 
     def __init__(self, *, policy: relay.Policy | None = None, mode: Mode = Mode.VOICE,
-                 resume_secret: bytes | None = b"k" * 32) -> None:
+                 tokens: TokenSigner | None = None) -> None:
         self.engine = FakeEngine()
         self.conversation = relay.Conversation(
             session_id="s-1", setup=SETUP, mode=mode, scenario_id="sales-ja", engine=self.engine,
-            policy=policy or relay.Policy(), emulated=True, resume_secret=resume_secret,
+            policy=policy or relay.Policy(), emulated=True, tokens=tokens or TokenSigner("fake-engine-tests"),
         )
         self.browser: Browser | None = None
         self.task: asyncio.Task | None = None

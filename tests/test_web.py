@@ -10,7 +10,7 @@ import pytest
 
 import prompts
 from tests.helpers import FAKE_API_KEY, UNIT_S, wait_until
-from livetalk import security
+from livetalk.signing import TokenSigner
 from tests.wsclient import RelayClient
 
 
@@ -117,12 +117,12 @@ def refused(server, **query) -> tuple[dict, int]:
 
 
 def forged_token() -> str:
-    token, _ = security.mint_ticket(b"another key", "sales-ja", 60, time.time())
+    token, _ = TokenSigner("another key").mint_ticket("sales-ja", now=time.time(), ttl_s=60)
     return token
 
 
 def expired_token(server) -> str:
-    token, _ = security.mint_ticket(server.services.ticket_secret, "sales-ja", 60, time.time() - 120)
+    token, _ = server.services.tokens.mint_ticket("sales-ja", now=time.time() - 120, ttl_s=60)
     return token
 
 

@@ -42,7 +42,7 @@ FADE_MS = 4  # the player's fade-out on flush and underrun
 
 def test_page_works_offline_under_the_strict_content_security_policy(live_server, open_page, snap):
     """Every asset comes from the app itself, nothing inline is needed, and the scenarios load."""
-    from livetalk.security import content_security_policy
+    from livetalk.headers import content_security_policy
 
     requests: list[str] = []
     page = open_page(None)
