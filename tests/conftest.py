@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
 
 from livetalk.config import Settings  # noqa: E402
 from tests.gcs_helpers import gcs_env, gcs_server, gcs_storage  # noqa: E402,F401  (fixtures)
+from tests.gunicorn_helpers import gunicorn_server  # noqa: E402,F401  (fixture)
 
 # One scalable timeout unit for every wait in the suite (raise it on a slow machine).
 UNIT_S = 5.0 * float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
