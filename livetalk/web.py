@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 import prompts
 
-from . import __version__, live, relay, resume, security
+from . import __version__, httpguard, live, relay, resume, security
 from .feedback import feedback_bp
 from .logs import TraceContextMiddleware, log_context
 from .protocol import Close, ErrorCode, Mode, ProtocolError, parse_mode
@@ -45,6 +45,7 @@ def init_app(app: Flask, services: Services) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = {"thread_class": _NoReaderThread}
     sock = Sock(app)
     app.wsgi_app = TraceContextMiddleware(app.wsgi_app)
+    httpguard.init_app(app)
     app.before_request(_no_websocket_compression)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
@@ -106,7 +107,7 @@ def _mint_ticket(services: Services):
     """``POST /session``: a short-lived signed ticket for ``/ws/realtime?token=…``."""
     if not services.ticket_limiter.allow(security.limit_key(_client_ip(services))):
         return _error(429, "rate_limited", "too many ticket requests; wait a minute")
-    body = request.get_json(silent=True) if request.content_length else {}
+    body = request.get_json(silent=True) if request.get_data(cache=True) else {}  # a chunked body too
     if not isinstance(body, dict):
         return _error(400, "bad_request", 'the body must be a JSON object like {"scenario": "sales-ja"}')
     scenario_id = body.get("scenario")
