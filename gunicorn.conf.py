@@ -18,7 +18,9 @@ os.environ.setdefault("TICKET_SECRET", secrets.token_urlsafe(32))
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "100"))
-worker_class = "livetalk.gunicorn_worker.RelayWorker"  # gthread + draining conversations on SIGTERM
+# gthread + request headers read on the poller (a slow client holds no thread; 408 after 5 s),
+# JSON error answers, draining conversations on SIGTERM: see livetalk/gunicorn_worker.py
+worker_class = "livetalk.gunicorn_worker.RelayWorker"
 worker_connections = threads + 50  # room for kept-alive HTTP connections beside the sockets
 timeout = 30  # heartbeat of the worker's main loop, not a request timeout
 graceful_timeout = 8  # Cloud Run sends SIGKILL 10 s after SIGTERM

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 import prompts
 
-from . import __version__
+from . import __version__, httpguard
 from .feedback import feedback_bp
 from .headers import security_headers
 from .logs import TraceContextMiddleware
@@ -27,6 +27,7 @@ log = logging.getLogger("livetalk.web")
 def init_app(app: Flask, services: Services) -> None:
     """Register every route of the service on ``app``."""
     app.wsgi_app = TraceContextMiddleware(app.wsgi_app)
+    httpguard.init_app(app)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
@@ -76,7 +77,7 @@ def _mint_ticket(services: Services):
         response, status = _error(429, "rate_limited", "too many ticket requests; wait a minute")
         response.headers["Retry-After"] = str(decision.retry_after_whole_s)
         return response, status
-    body = request.get_json(silent=True) if request.content_length else {}
+    body = request.get_json(silent=True) if request.get_data(cache=True) else {}  # a chunked body too
     if not isinstance(body, dict):
         return _error(400, "bad_request", 'the body must be a JSON object like {"scenario": "sales-ja"}')
     scenario_id = body.get("scenario")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from websockets.exceptions import InvalidState
-from websockets.frames import Opcode
+from websockets.frames import CloseCode, Opcode
 from websockets.protocol import Protocol, Side, State
 
 log = logging.getLogger("livetalk.wsio")
@@ -45,6 +45,7 @@ class BrowserSocket(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragment_opcode: Opcode | None = None
         self._closed_notified = False
+        self._failed = False  # we failed the connection: the peer's later frames are ignored
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_pong = 0.0  # time.monotonic() of the last pong
 
@@ -139,6 +140,8 @@ class BrowserSocket(asyncio.Protocol):
 
     def _process(self) -> None:
         for frame in self._proto.events_received():
+            if self._failed:
+                break  # failed (1007) earlier in this batch: nothing more is processed (RFC 6455 §7.1.7)
             opcode = frame.opcode
             if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
                 if frame.fin:
@@ -163,8 +166,16 @@ class BrowserSocket(asyncio.Protocol):
         if opcode is Opcode.BINARY:
             self._on_message(bytes(data))
             return
-        # websockets already failed the connection (1007) on invalid UTF-8 in a text frame.
-        self._on_message(bytes(data).decode(errors="replace"))
+        # websockets' sans-I/O Protocol does not check text frames (its asyncio and sync connections do,
+        # above it); invalid UTF-8 is a protocol violation here, never a message (RFC 6455 §8.1).
+        try:
+            text = bytes(data).decode()
+        except UnicodeDecodeError:
+            log.info("browser sent a text frame that is not UTF-8: closing 1007")
+            self._failed = True
+            self._proto.fail(CloseCode.INVALID_DATA, "text frame is not valid UTF-8")
+            return
+        self._on_message(text)
 
     def _notify_closed(self) -> None:
         if not self._closed_notified:

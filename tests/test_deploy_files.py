@@ -14,17 +14,15 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import sysconfig
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.gunicorn_helpers import free_port, server_env, wait_healthy
 from tests.helpers import FAKE_API_KEY, UNIT_S
 from tests.wsclient import RelayClient
 
@@ -282,24 +280,6 @@ def test_every_variable_the_workflow_reads_is_documented():
 # --- the start command, run as the image runs it ------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "gunicorn exited during start-up"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return json.loads(response.read())
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} not healthy within {timeout_s} s")
-
-
 @dataclasses.dataclass
 class ImageRun:
     """What one run of the image's start command did."""
@@ -347,18 +327,14 @@ def image_run(tmp_path_factory, emulator) -> ImageRun:
     one whole text conversation, then SIGTERM while a second one is open."""
     base = tmp_path_factory.mktemp("image")
     _build_context(base / "app")
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("GCS_", "PYTEST_"))}
-    env.update(PORT=str(port), GEMINI_API_KEY=FAKE_API_KEY, DATA_DIR=str(base / "data"), LOG_LEVEL="INFO",
-               GOOGLE_GEMINI_BASE_URL=emulator.base_url, SSL_CERT_FILE=str(emulator.ca_file),
-               NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
+    port = free_port()
+    env = server_env(port, emulator=emulator, data_dir=base / "data", api_key=FAKE_API_KEY)
     log_path = base / "container.log"
     with log_path.open("w") as log_file:
         process = subprocess.Popen(dockerfile_cmd(), cwd=base / "app", env=env, stdout=log_file,
                                    stderr=subprocess.STDOUT)
     try:
-        health = _wait_healthy(f"http://127.0.0.1:{port}/healthz", process, 6 * UNIT_S)
+        health = wait_healthy(f"http://127.0.0.1:{port}/healthz", process, 6 * UNIT_S)
         first, second, stop_s = _converse_then_stop(port, process)
     finally:
         if process.poll() is None:

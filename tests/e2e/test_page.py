@@ -312,7 +312,7 @@ def test_a_server_that_dies_mid_conversation_is_reported_as_a_lost_connection(se
 ], ids=["server-full", "rate-limited"])
 def test_a_refused_conversation_says_when_to_try_again(make_server, open_page, limit, code, words):
     """When the server is full or this client opened too many conversations, the page says to wait and retry."""
-    from wsclient import RelayClient
+    from tests.wsclient import RelayClient
 
     server = make_server(**limit)
     with RelayClient(server.ws_url, timeout_s=UNIT_S, mode="text") as occupant:

@@ -1,0 +1,109 @@
+"""The production server as a test stand: ``gunicorn -c gunicorn.conf.py app:app`` in a subprocess.
+
+It runs from the repository with its own config (2 workers of ``RelayWorker``, 100 threads
+each), on a free port, against the Gemini emulator over TLS, and writes its JSON log lines
+to a file that tests can read. Use :func:`gunicorn_server` (one per test module) as a pytest
+fixture: import it into a test module or ``conftest.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+START_COMMAND = ["gunicorn", "-c", "gunicorn.conf.py", "app:app"]
+STOP_TIMEOUT_S = 15.0  # gunicorn's graceful_timeout (8 s) and some room
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> dict:
+    """Poll ``url`` (``/healthz``) until it answers; its JSON body. Fails if ``process`` exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "gunicorn exited during start-up"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return json.loads(response.read())
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} not healthy within {timeout_s} s")
+
+
+def server_env(port: int, *, emulator, data_dir: Path, api_key: str) -> dict[str, str]:
+    """The environment an operator would give the container, pointed at the emulator."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GCS_", "PYTEST_"))}
+    env.update(PORT=str(port), GEMINI_API_KEY=api_key, DATA_DIR=str(data_dir), LOG_LEVEL="INFO",
+               GOOGLE_GEMINI_BASE_URL=emulator.base_url, SSL_CERT_FILE=str(emulator.ca_file),
+               NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
+    return env
+
+
+@dataclasses.dataclass
+class GunicornServer:
+    """A running production server: ``url`` is ``http://127.0.0.1:PORT``; its output goes to ``log_path``."""
+
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_size(self) -> int:
+        """Where the log ends now (pass it to :meth:`log_lines` to read only what follows)."""
+        return self.log_path.stat().st_size
+
+    def log_lines(self, since: int = 0) -> list[dict]:
+        """The JSON log lines written after byte offset ``since``."""
+        with self.log_path.open("rb") as log_file:
+            log_file.seek(since)
+            text = log_file.read().decode(errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if gunicorn has not exited in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def gunicorn_server(tmp_path_factory, emulator) -> Iterator[GunicornServer]:
+    """``gunicorn -c gunicorn.conf.py app:app`` with the default config, against the Gemini emulator."""
+    from tests.helpers import FAKE_API_KEY, UNIT_S
+
+    base = tmp_path_factory.mktemp("gunicorn")
+    port = free_port()
+    env = server_env(port, emulator=emulator, data_dir=base / "data", api_key=FAKE_API_KEY)
+    log_path = base / "server.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(START_COMMAND, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = GunicornServer(port=port, process=process, log_path=log_path)
+    try:
+        wait_healthy(server.url + "/healthz", process, 6 * UNIT_S)
+        yield server
+    finally:
+        server.stop()
