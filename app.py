@@ -28,16 +28,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["livetalk"] = services
     CORS(app, origins=list(settings.allowed_origins) or [], supports_credentials=False)
     web.init_app(app, services)
-    if settings.emulated:
-        log.warning("GEMINI_API_KEY is not set: conversations use the built-in Gemini EMULATOR (offline demo mode)")
     return app
 
 
 def _configure_logging(settings: Settings) -> None:
     from livetalk.logs import configure_logging
 
-    secrets = tuple(s for s in (settings.gemini_api_key, settings.ticket_secret) if s)
-    configure_logging(settings.log_level, secrets=secrets)
+    secrets = tuple(s for s in (settings.gemini_api_key, settings.ticket_secret, settings.redis_url) if s)
+    configure_logging(settings.log_level, fmt=settings.log_format, secrets=secrets)
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ equal to WEB_CONCURRENCY × GUNICORN_THREADS (2 × 100 = 200 by default).
 import os
 import secrets
 
+from livetalk.config import Settings
+from livetalk.instance import Instance
 from livetalk.logs import gunicorn_logconfig_dict
 
 # Every worker must sign and check tickets with the same key: without a configured
@@ -28,10 +30,23 @@ keepalive = 5
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-logconfig_dict = gunicorn_logconfig_dict(loglevel.upper())  # JSON lines for Cloud Logging
+settings = Settings.from_env()
+loglevel = settings.log_level.lower()
+logconfig_dict = gunicorn_logconfig_dict(settings.log_level, settings.log_format)  # JSON on Cloud Run
 control_socket_disable = True  # no control socket under $HOME: the container user has no use for it
 preload_app = False  # every worker builds its own app, loop thread and clients after fork
+
+
+def on_starting(server):
+    """Before the workers fork: the instance's shared state, and in demo mode its one emulator."""
+    server.livetalk_instance = Instance(settings).start()
+
+
+def on_exit(server):
+    """The master is done: stop the emulator, remove the shared state."""
+    instance = getattr(server, "livetalk_instance", None)
+    if instance is not None:
+        instance.stop()
 
 
 def post_worker_init(worker):

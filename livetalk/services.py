@@ -103,8 +103,8 @@ class Services:
         return self.settings.emulated
 
     def emulator(self) -> Emulator | None:
-        """The embedded emulator (started on first call) when no API key is set."""
-        if not self.settings.emulated:
+        """The embedded emulator (started on first call) in demo mode, unless the instance runs one already."""
+        if not self.settings.emulated or self.settings.emulator_url:
             return None
         with self._lock:
             if self._emulator is None:
@@ -140,22 +140,32 @@ class Services:
         from google.genai import types
 
         version = self.settings.gemini_api_version
-        emu = self.emulator()
-        if emu is None:
+        endpoint = self._emulator_endpoint()
+        if endpoint is None:
             # The SDK reads GOOGLE_GEMINI_BASE_URL and SSL_CERT_FILE itself.
             return genai.Client(
                 api_key=self.settings.gemini_api_key, http_options=types.HttpOptions(api_version=version)
             )
-        ctx = ssl.create_default_context(cafile=str(emu.ca_file))
+        base_url, ca_file = endpoint
+        ctx = ssl.create_default_context(cafile=ca_file)
         return genai.Client(
             api_key="emulated-no-key",
             http_options=types.HttpOptions(
-                base_url=emu.base_url,
+                base_url=base_url,
                 api_version=version,
                 async_client_args={"ssl": ctx},
                 client_args={"verify": ctx},
             ),
         )
+
+    def _emulator_endpoint(self) -> tuple[str, str] | None:
+        """``(base URL, CA file)`` of the emulator in demo mode: the instance's, or an embedded one."""
+        if not self.settings.emulated:
+            return None
+        if self.settings.emulator_url:
+            return self.settings.emulator_url, str(self.settings.emulator_ca_file)
+        emu = self.emulator()
+        return emu.base_url, str(emu.ca_file)
 
     # --- storage and recording -----------------------------------------------------------
 

@@ -47,9 +47,10 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> dict:
 
 
 def server_env(port: int, *, emulator, data_dir: Path, api_key: str) -> dict[str, str]:
-    """The environment an operator would give the container, pointed at the emulator."""
+    """The environment Cloud Run gives the container (K_SERVICE: JSON logs), pointed at the emulator."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GCS_", "PYTEST_"))}
     env.update(PORT=str(port), GEMINI_API_KEY=api_key, DATA_DIR=str(data_dir), LOG_LEVEL="INFO",
+               K_SERVICE="livetalk-test",
                GOOGLE_GEMINI_BASE_URL=emulator.base_url, SSL_CERT_FILE=str(emulator.ca_file),
                NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
                PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))

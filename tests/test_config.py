@@ -29,12 +29,23 @@ def test_real_services_when_configured():
     ("env", "variable"),
     [({"PORT": "eighty"}, "PORT"), ({"PORT": "0"}, "PORT"), ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
      ({"REQUIRE_TICKET": "maybe"}, "REQUIRE_TICKET"), ({"SESSION_MAX_SECONDS": "x"}, "SESSION_MAX_SECONDS"),
-     ({"GEMINI_API_VERSION": "v9"}, "GEMINI_API_VERSION")],
+     ({"GEMINI_API_VERSION": "v9"}, "GEMINI_API_VERSION"), ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+     ({"MAX_SESSIONS": "0"}, "MAX_SESSIONS")],
 )
 def test_bad_values_name_their_variable(env, variable):
     """A malformed value raises ConfigError naming the variable."""
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "fmt"),
+    [({}, "text"), ({"K_SERVICE": "livetalk"}, "json"), ({"LOG_FORMAT": "json"}, "json"),
+     ({"K_SERVICE": "livetalk", "LOG_FORMAT": "TEXT"}, "text")],
+)
+def test_logs_are_json_on_cloud_run_and_readable_elsewhere(env, fmt):
+    """JSON by default on Cloud Run (K_SERVICE is set there), text on a terminal; LOG_FORMAT decides anywhere."""
+    assert Settings.from_env(env).log_format == fmt
 
 
 def test_settings_are_frozen():

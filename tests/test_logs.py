@@ -6,12 +6,14 @@ import datetime as dt
 import io
 import json
 import logging
+import re
 import threading
 from types import SimpleNamespace
 
 import pytest
 
 from livetalk import logs
+from livetalk.scrub import REDACTED
 
 FAKE_KEY = "FAKE-gemini-key-logs-test-0123456789abcdef"
 TRACE_ID = "105445aa7843bc8bf206b12000100000"
@@ -181,7 +183,7 @@ def test_the_api_key_never_reaches_a_log_line(stream, monkeypatch):
     log.warning("with stack", stack_info=True)
     raw = stream.raw()
     assert FAKE_KEY not in raw
-    assert raw.count(logs.REDACTED) >= 7
+    assert raw.count(REDACTED) >= 7
     assert len(stream()) == 6
 
 
@@ -192,7 +194,7 @@ def test_secrets_from_the_environment_are_scrubbed_too(restore_logging, monkeypa
     buffer = io.StringIO()
     logs.configure_logging("INFO", stream=buffer)
     logging.getLogger("x").info("%s %s", FAKE_KEY, "ticket-secret-value-xyz")
-    assert json.loads(buffer.getvalue())["message"] == f"{logs.REDACTED} {logs.REDACTED}"
+    assert json.loads(buffer.getvalue())["message"] == f"{REDACTED} {REDACTED}"
 
 
 def test_configure_logging_replaces_its_own_handler_only(restore_logging):
@@ -239,7 +241,7 @@ def test_redact_query(query, expected):
 # --- gunicorn ------------------------------------------------------------------------------
 
 
-def _gunicorn_logger(monkeypatch):
+def _gunicorn_logger(monkeypatch, fmt: str = "json", level: str = "INFO"):
     """gunicorn's own Logger configured with our logconfig_dict, as gunicorn.conf.py will."""
     from gunicorn import glogging
     from gunicorn.config import Config
@@ -247,7 +249,7 @@ def _gunicorn_logger(monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", FAKE_KEY)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-project")
     cfg = Config()
-    cfg.set("logconfig_dict", logs.gunicorn_logconfig_dict("INFO"))
+    cfg.set("logconfig_dict", logs.gunicorn_logconfig_dict(level, fmt))
     cfg.set("accesslog", "-")
     return glogging.Logger(cfg)
 
@@ -259,7 +261,7 @@ def test_gunicorn_error_log_is_json_and_scrubbed(restore_logging, monkeypatch, c
     out = capsys.readouterr().out
     (entry,) = [json.loads(line) for line in out.splitlines()]
     assert entry["severity"] == "ERROR" and entry["logger"] == "gunicorn.error"
-    assert entry["message"] == f"worker failed with key {logs.REDACTED}"
+    assert entry["message"] == f"worker failed with key {REDACTED}"
 
 
 def test_gunicorn_access_log_has_http_request(restore_logging, monkeypatch, capsys):
@@ -284,3 +286,49 @@ def test_gunicorn_access_log_has_http_request(restore_logging, monkeypatch, caps
         "latency": "65.250000s", "status": 101, "responseSize": "0"}
     assert entry[logs.TRACE_KEY] == f"projects/demo-project/traces/{TRACE_ID}"
     assert entry[logs.SPAN_KEY] == "0000000000000009"
+
+
+def _access(logger, path: str, query: str = "") -> None:
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": path + (f"?{query}" if query else ""), "PATH_INFO": path,
+               "QUERY_STRING": query, "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
+    request = SimpleNamespace(headers=[])
+    response = SimpleNamespace(status="200 OK", sent=10, headers=[])
+    logger.access(response, request, environ, dt.timedelta(milliseconds=12))
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_static_files_are_logged_at_debug_only(restore_logging, monkeypatch, capsys, fmt):
+    """At INFO the page's scripts and styles leave no access line; the routes that matter do."""
+    logger = _gunicorn_logger(monkeypatch, fmt)
+    for path in ("/static/main.js", "/static/style.css", "/favicon.svg", "/healthz", "/"):
+        _access(logger, path)
+    out = capsys.readouterr().out
+    assert "/static/" not in out and "favicon" not in out
+    assert "/healthz" in out and len(out.splitlines()) == 2
+
+
+def test_static_files_are_logged_at_debug(restore_logging, monkeypatch, capsys):
+    """With LOG_LEVEL=DEBUG every request is logged, static files included."""
+    logger = _gunicorn_logger(monkeypatch, "text", level="DEBUG")
+    _access(logger, "/static/main.js")
+    assert "/static/main.js" in capsys.readouterr().out
+
+
+def test_text_lines_are_readable_and_scrubbed(restore_logging):
+    """The terminal format is one line: time, level, logger, message, then fields and the conversation id."""
+    buffer = io.StringIO()
+    logs.configure_logging("INFO", fmt="text", stream=buffer, secrets=(FAKE_KEY,))
+    with logs.log_context(session_id="s-42"):
+        logging.getLogger("livetalk.relay").info("conversation ended", extra={"fields": {
+            "end_reason": "end", "turns": 3, "recording": None, "note": "two words", "key": FAKE_KEY}})
+    line = buffer.getvalue().strip()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    livetalk\.relay: conversation ended "
+                        r'end_reason=end turns=3 note="two words" key=\[REDACTED\] session_id=s-42', line), line
+
+
+def test_text_access_lines_redact_tickets(restore_logging, monkeypatch, capsys):
+    """A text access line is method, URL (tickets redacted), status and time in ms."""
+    _access(_gunicorn_logger(monkeypatch, "text"), "/ws/realtime", "token=secret-ticket&scenario=sales-ja")
+    line = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    GET /ws/realtime\?token=\[REDACTED\]&scenario=sales-ja "
+                        r"200 12 ms", line), line
