@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+QUOTA_MESSAGE = "Resource has been exhausted (e.g. check quota)."
+QUOTA_CLOSE_REASON = f"RESOURCE_EXHAUSTED: {QUOTA_MESSAGE}"  # the mid-session close (1011) reason
+
 GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
