@@ -1,6 +1,7 @@
 """The emulator's HTTP layer (h11) and its answers to malformed client input: always a 4xx, never a 500."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import http.client as httplib
@@ -10,6 +11,7 @@ import struct
 from typing import Any
 
 import pytest
+import websockets
 from google.genai import errors, types
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -24,7 +26,9 @@ from emulator_helpers import (  # noqa: F401  (emu, fresh_control, client are fi
     fresh_control,
     http,
     live_url,
+    raw_connect,
     read_until_closed,
+    run,
     tls_socket,
 )
 from livetalk.emulator import Emulator
@@ -288,3 +292,54 @@ def test_upload_at_the_wrong_offset_is_invalid_argument(emu):
     refused = conn.getresponse()
     assert refused.status == 400 and json.loads(refused.read())["error"]["status"] == "INVALID_ARGUMENT"
     conn.close()
+
+
+# -- Live client input: 1007, never 1011 ----------------------------------------------------------
+
+LIVE_SETUP = {
+    "model": "models/x", "systemInstruction": {"parts": [{"text": "hi"}]},
+    "generationConfig": {"responseModalities": ["AUDIO"], "speechConfig": {
+        "languageCode": "en-US", "voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Kore"}}}},
+    "tools": [{"functionDeclarations": [{"name": "schedule_meeting", "behavior": "NON_BLOCKING"}]}],
+    "sessionResumption": {}, "inputAudioTranscription": {}, "outputAudioTranscription": {},
+    "realtimeInputConfig": {"automaticActivityDetection": {"disabled": False, "silenceDurationMs": 500}},
+}
+LIVE_MESSAGES = [
+    {"realtimeInput": {"audio": {"data": base64.b64encode(bytes(640)).decode(), "mimeType": "audio/pcm;rate=16000"}}},
+    {"realtimeInput": {"text": "December 3 at 2 pm for a demo?"}},
+    {"realtimeInput": {"mediaChunks": [{"data": "AAAA", "mimeType": "audio/pcm"}], "audioStreamEnd": True}},
+    {"realtimeInput": {"activityStart": {}, "activityEnd": {}}},
+    {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hi"}]}], "turnComplete": True}},
+    {"toolResponse": {"functionResponses": [{"id": "x", "name": "schedule_meeting", "response": {},
+                                             "scheduling": "SILENT"}]}},
+    {"contextUpdate": {"systemInstruction": {"parts": [{"text": "x"}]}}},
+]
+LIVE_JUNK = [None, -1, 1.5, "x", [], {"x": None}]
+BATCH = 25  # connections opened at once
+
+
+def test_any_live_field_replaced_by_junk_never_closes_with_an_internal_error(emu):
+    """Junk in any field of the setup or of any client message closes 1007 (or is ignored), never 1011."""
+    cases = [(replaced(LIVE_SETUP, path, junk), None) for path in json_paths(LIVE_SETUP) for junk in LIVE_JUNK]
+    cases += [(LIVE_SETUP, replaced(message, path, junk))
+              for message in LIVE_MESSAGES for path in json_paths(message) for junk in LIVE_JUNK]
+
+    async def one(setup: dict[str, Any], message: dict[str, Any] | None) -> None:
+        ws = await raw_connect(emu, **{"x-goog-api-key": API_KEY})
+        await ws.send(json.dumps({"setup": setup}))
+        if message is not None:
+            await ws.send(json.dumps(message))
+        try:  # the pong comes after the server dealt with the message (or its close instead)
+            await asyncio.wait_for(await ws.ping(), TIMEOUT_S)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        ws.transport.abort()  # a polite close would wait behind replies this test never reads
+
+    async def scenario() -> None:
+        for start in range(0, len(cases), BATCH):
+            await asyncio.gather(*(one(*case) for case in cases[start : start + BATCH]))
+
+    run(scenario(), timeout=TIMEOUT_S * 6)
+    sessions = emu.control.wait_sessions(len(cases), TIMEOUT_S, closed=True)
+    codes = {s["close_code"] for s in sessions}
+    assert 1011 not in codes and 1007 in codes

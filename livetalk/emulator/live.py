@@ -288,7 +288,10 @@ class LiveSession:
             pcm = b64decode(pick(blob, "data", ""))
         except ValueError as exc:
             raise ClientProtocolError(f"Invalid value at 'realtime_input.audio.data': {exc}") from None
-        rate = mime_rate(pick(blob, "mimeType"))
+        mime_type = pick(blob, "mimeType")
+        if mime_type is not None and not isinstance(mime_type, str):
+            raise ClientProtocolError("Invalid value at 'realtime_input.audio.mime_type': expected a string.")
+        rate = mime_rate(mime_type)
         data = samples(pcm)
         stats = self.stats
         stats.audio_chunks += 1

@@ -73,7 +73,7 @@ def parse_responses(body: Any) -> list[FunctionResponse]:
 
 def _response(entry: Mapping[str, Any]) -> FunctionResponse:
     scheduling = pick(entry, "scheduling")
-    if scheduling is not None and scheduling not in SCHEDULINGS:
+    if scheduling is not None and (not isinstance(scheduling, str) or scheduling not in SCHEDULINGS):
         raise ClientProtocolError(f"Invalid value at 'tool_response.function_responses.scheduling': {scheduling!r}.")
     call_id, name = pick(entry, "id"), pick(entry, "name")
     return FunctionResponse(
