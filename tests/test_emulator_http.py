@@ -7,9 +7,11 @@ import copy
 import http.client as httplib
 import io
 import json
+import random
 import struct
 from typing import Any
 
+import orjson
 import pytest
 import websockets
 from google.genai import errors, types
@@ -32,6 +34,8 @@ from emulator_helpers import (  # noqa: F401  (emu, fresh_control, client are fi
     tls_socket,
 )
 from livetalk.emulator import Emulator
+from livetalk.emulator.prompt import PromptFacts
+from livetalk.emulator.schema import SchemaError, generate
 
 MODEL = "gemini-2.5-flash"
 GENERATE = f"/v1beta/models/{MODEL}:generateContent"
@@ -343,3 +347,50 @@ def test_any_live_field_replaced_by_junk_never_closes_with_an_internal_error(emu
     sessions = emu.control.wait_sessions(len(cases), TIMEOUT_S, closed=True)
     codes = {s["close_code"] for s in sessions}
     assert 1011 not in codes and 1007 in codes
+
+
+# -- response schemas: a SchemaError (400) or JSON, nothing else -----------------------------------
+
+SCHEMA_KEYS = ["type", "properties", "items", "enum", "const", "minimum", "maximum", "exclusiveMinimum",
+               "exclusiveMaximum", "minItems", "maxItems", "minLength", "maxLength", "format", "anyOf", "oneOf",
+               "allOf", "$ref", "$defs", "definitions", "propertyOrdering", "required", "nullable"]
+SCHEMA_TYPES = ["OBJECT", "ARRAY", "STRING", "INTEGER", "NUMBER", "BOOLEAN", "NULL", "object", ["string", "null"],
+                "resolve", "fill", None, 5, {}]
+SCHEMA_JUNK = [None, 0, -3, 1.5, 1e30, -1e308, "x", "5", "nan", True, [], {}, "#/$defs/A"]
+
+
+def random_schema(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    """A schema of random keywords whose values are schemas, lists or junk (as orjson would parse them)."""
+
+    def value(level: int) -> Any:
+        roll = rng.random()
+        if level > 3 or roll < 0.3:
+            return rng.choice(SCHEMA_JUNK)
+        if roll < 0.6:
+            return [value(level + 1) for _ in range(rng.randint(0, 3))]
+        return random_schema(rng, level + 1)
+
+    schema: dict[str, Any] = {}
+    for _ in range(rng.randint(0, 6)):
+        key = rng.choice(SCHEMA_KEYS)
+        if key == "type":
+            schema[key] = rng.choice(SCHEMA_TYPES)
+        elif key in ("properties", "$defs", "definitions"):
+            schema[key] = {rng.choice("abAB"): value(depth + 1) for _ in range(rng.randint(0, 3))}
+        else:
+            schema[key] = value(depth + 1)
+    return schema
+
+
+def test_random_malformed_schemas_give_a_schema_error_or_serialisable_json():
+    """Thousands of random, mostly malformed schemas: each is either refused (SchemaError → 400) or answered."""
+    rng = random.Random(20261203)
+    facts = PromptFacts(text="User: a?\nAI: b", lines=("User: a?", "AI: b"), user_turns=1, questions=1)
+    outcomes = {"refused": 0, "answered": 0}
+    for _ in range(3000):
+        try:
+            orjson.dumps(generate(random_schema(rng), facts, preset={"a": [1, "x"], "b": {"a": 2}}))
+            outcomes["answered"] += 1
+        except SchemaError:
+            outcomes["refused"] += 1
+    assert min(outcomes.values()) > 100

@@ -19,6 +19,7 @@ from livetalk.emulator.wire import pick
 
 MAX_DEPTH = 8  # deeper (recursive) schemas get null/empty values
 DEFAULT_RANGE = (0, 100)  # numbers without minimum/maximum
+INT64_RANGE = (-(2**63), 2**63 - 1)  # the API's INTEGER
 MAX_ARRAY_ITEMS = 3
 MAX_REQUIRED_ITEMS = 100  # a minItems above this is refused rather than built
 MAX_REQUIRED_CHARS = 10_000  # likewise for minLength
@@ -161,12 +162,11 @@ class _Walker:
                     depth: int) -> list[Any]:
         low, high = _item_bounds(schema, default_high=len(preset))
         item = schema.get("items") or {}
-        values = [
+        return [
             self.fill(item, preset[i] if i < len(preset) else MISSING, name=name, path=f"{path}[{i}]",
                       index=index * MAX_ARRAY_ITEMS + i, depth=depth + 1)
             for i in range(max(low, min(high, len(preset))))
         ]
-        return values
 
     def value(self, schema: Any, *, name: str, path: str, index: int, depth: int) -> Any:
         if not isinstance(schema, Mapping) or depth > MAX_DEPTH:
@@ -186,13 +186,15 @@ class _Walker:
         for _ in range(MAX_DEPTH):
             ref = schema.get("$ref")
             if isinstance(ref, str):
-                schema = self.defs.get(ref.rsplit("/", 1)[-1], {})
+                target = self.defs.get(ref.rsplit("/", 1)[-1])
+                schema = target if isinstance(target, Mapping) else {}
                 continue
             branches = schema.get("anyOf") or schema.get("any_of") or schema.get("oneOf") or schema.get("allOf")
             if isinstance(branches, list) and branches and "type" not in schema:
-                usable = [b for b in branches if isinstance(b, Mapping) and _schema_type(b) != "null"]
+                objects = [b for b in branches if isinstance(b, Mapping)]
+                usable = [b for b in objects if _schema_type(b) != "null"] or objects or [{}]
                 schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "any_of", "oneOf", "allOf")},
-                          **(usable[0] if usable else branches[0])}
+                          **usable[0]}
                 continue
             return schema
         return schema
@@ -216,7 +218,10 @@ class _Walker:
     def _integer(self, schema: Mapping[str, Any], *, name: str, path: str, index: int, depth: int) -> int:
         low, high = self._bounds(schema, integer=True)
         value = round(self._number_in(low, high, name=name, path=path))
-        return int(min(math.floor(high), max(math.ceil(low), value)))
+        value = int(min(math.floor(high), max(math.ceil(low), value)))
+        if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+            raise SchemaError("response_schema: integer bounds beyond the int64 range")
+        return value
 
     def _number(self, schema: Mapping[str, Any], *, name: str, path: str, index: int, depth: int) -> float:
         low, high = self._bounds(schema, integer=False)
@@ -230,7 +235,7 @@ class _Walker:
 
     def _string(self, schema: Mapping[str, Any], *, name: str, path: str, index: int, depth: int) -> str:
         fmt = schema.get("format")
-        if fmt in _FORMATS:
+        if isinstance(fmt, str) and fmt in _FORMATS:
             return _FORMATS[fmt]
         quote = self.facts.quote(index + _crc(name)) if _QUOTE_NAME.search(name) else None
         text = quote if quote is not None else self._describe(name)
