@@ -1,6 +1,7 @@
 """The emulator's answer to a grading request: a short, deterministic grade derived from the transcript."""
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -10,6 +11,8 @@ import prompts
 from emulator_helpers import client, emu, fresh_control  # noqa: F401  (fixtures)
 from livetalk import grading
 from livetalk.emulator.dialogue import is_japanese
+from livetalk.emulator.grader import features_of, read_grading_request
+from livetalk.emulator.prompt import PromptFacts
 from livetalk.grading import Evaluation, Turn
 
 MODEL = "gemini-3.8-flash"
@@ -120,3 +123,22 @@ def test_grading_prompt_with_another_schema_still_validates(client):
     data = json.loads(client.models.generate_content(
         model=MODEL, contents=measured_prompt(EN_GOOD, {}), config=config).text)
     assert 0 <= data["score"] <= 10 and data["verdict"] in ("pass", "fail") and len(data["summary"]) <= 20
+
+
+@pytest.mark.parametrize(
+    "facts_line, expected",
+    [('{"talk_share_user": 62}', {"talk_share": 0.62}),
+     ('{"talk_share_user": 0.4, "questions_user": -1}', {"talk_share": 0.4, "questions": 1}),
+     ('{"questions_user": true, "longest_monologue_s": "long"}', {"questions": 1, "longest_monologue_s": None}),
+     ("[1, 2]", {"talk_share": None}),
+     ("not json", {"talk_share": None})],
+    ids=["percent", "negative-ignored", "wrong-types-ignored", "not-an-object", "not-json"],
+)
+def test_measured_facts_are_read_leniently(facts_line, expected):
+    """Facts are taken when they are sensible numbers (a share above 1 is a percentage); anything else is ignored."""
+    system = "- Discovery (weight 1.5.2): bad weight, ignored\n- Discovery (weight 25): questions"
+    text = f"Transcript (x):\nUser: What is slow?\nAI: Mornings.\n\nMeasured facts (JSON):\n{facts_line}\n"
+    request = read_grading_request(PromptFacts(text=text, system_instruction=system))
+    assert [line.weight for line in request.rubric] == [25.0]
+    found = features_of(request, today=datetime.date(2026, 1, 1))
+    assert {key: getattr(found, key) for key in expected} == expected

@@ -38,7 +38,7 @@ MONOLOGUE_LONG_S = 45.0
 FILLERS_MANY = 4
 CRITERION_SPREAD = 5  # other criteria sit within ± this of the overall score
 
-_RUBRIC_LINE = re.compile(r"^\s*-\s+(?P<name>.+?)\s+\(weight\s+(?P<weight>[\d.]+)\):\s*(?P<description>.*)$", re.M)
+_RUBRIC_LINE = re.compile(r"^\s*-\s+(?P<name>.+?)\s+\(weight\s+(?P<weight>\d+(?:\.\d+)?)\):\s*(?P<description>.*)$", re.M)
 _TRANSCRIPT_HEADER = re.compile(r"^\s*Transcript\s*\(.*\)\s*:\s*$", re.M)
 _LINE = re.compile(r"^(?P<role>User|AI)\s*:\s?(?P<text>.*)$")
 _FACTS_HEADER = "Measured facts (JSON):"
