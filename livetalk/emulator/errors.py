@@ -6,6 +6,11 @@
      ├── FaultSpecError           a fault or mode description is malformed (also a ValueError)
      ├── ClientProtocolError      a Live client broke the protocol → close 1007 with the message
      └── RestError                a REST request cannot be served → HTTP status + Google error body
+
+Inside the package, three ValueErrors name what is wrong with client bytes and are
+turned into a 400 at the REST seam: ``http11.BadRequest`` (not HTTP/1.1),
+``media.InvalidAudio`` (audio that is not its MIME type), ``schema.SchemaError``
+(a malformed response schema).
 """
 from __future__ import annotations
 
