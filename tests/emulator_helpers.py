@@ -1,5 +1,7 @@
-"""Helpers for tests that talk to the Gemini emulator: audio, SDK clients, raw sockets.
+"""Helpers and fixtures for tests that talk to the Gemini emulator: audio, SDK clients, raw sockets.
 
+The fixtures (``emu``, ``fresh_control``, ``client``) are imported by the
+``test_emulator*.py`` modules, so that each module runs its own unpaced emulator.
 ``TIMEOUT_S`` is the one time unit every wait in these tests is scaled from; raise
 ``TEST_TIMEOUT_SCALE`` (as for the rest of the suite) on a slow machine.
 """
@@ -11,9 +13,14 @@ import base64
 import json
 import math
 import os
-from collections.abc import Coroutine
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
+import pytest
 from google import genai
 from google.genai import types
 from websockets.asyncio.client import ClientConnection, connect
@@ -29,6 +36,61 @@ INPUT_RATE_HZ = 16000
 CHUNK_MS = 20
 LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 LIVE_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.{method}"
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    """One emulator for the module, replies unpaced so tests run fast."""
+    emulator = Emulator(reply_speed=0).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_control(emu: Emulator) -> None:
+    """Every test starts with no faults, no old sessions and the default mode and settings."""
+    emu.control.reset()
+
+
+@pytest.fixture(scope="module")
+def client(emu: Emulator) -> genai.Client:
+    """A real SDK client pointed at the emulator (kept alive for the module)."""
+    return sdk_client(emu)
+
+
+def newest_session(emu: Emulator) -> dict[str, Any]:
+    """The most recent Live session's statistics, once it has ended."""
+
+    def ended() -> dict[str, Any] | None:
+        newest = emu.control.sessions()[-1]
+        return None if newest["open"] else newest
+
+    return emu.control.wait_for(ended, TIMEOUT_S)
+
+
+def http(emu: Emulator, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+    """A plain HTTPS request to the emulator; returns (status, parsed JSON body)."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    request = urllib.request.Request(emu.base_url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, context=emu.client_ssl_context(), timeout=TIMEOUT_S) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def tls_socket(emu: Emulator) -> ssl.SSLSocket:
+    """A raw TLS connection to the emulator, for bytes no HTTP library would send."""
+    raw = socket.create_connection(("127.0.0.1", emu.port), timeout=TIMEOUT_S)
+    return emu.client_ssl_context().wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def read_until_closed(sock: ssl.SSLSocket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = bytearray()
+    while chunk := sock.recv(65536):
+        received += chunk
+    return bytes(received)
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT_S) -> T:

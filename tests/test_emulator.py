@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Literal
 
 import pytest
@@ -19,16 +17,21 @@ import websockets
 from google.genai import errors, types
 from pydantic import BaseModel, Field
 
-from tests.emulator_helpers import (
+from tests.emulator_helpers import (  # noqa: F401  (emu, fresh_control, client are fixtures)
     API_KEY,
     LIVE_MODEL,
     SCALE,
     TIMEOUT_S,
     b64,
     chunks,
+    client,
+    emu,
+    fresh_control,
+    http,
     joined,
     live_config,
     live_url,
+    newest_session,
     raw_connect,
     receive_turn,
     recv_json,
@@ -47,36 +50,6 @@ from livetalk.emulator.schema import generate
 from livetalk.emulator.wire import b64decode, mime_rate, pick
 
 GRADING_MODEL = "gemini-2.5-flash"
-
-
-@pytest.fixture(scope="module")
-def emu() -> Emulator:
-    """One emulator for the module, replies unpaced so tests run fast."""
-    emulator = Emulator(reply_speed=0).start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh_control(emu: Emulator) -> None:
-    """Every test starts with no faults, no old sessions and the default mode."""
-    emu.control.reset()
-
-
-@pytest.fixture(scope="module")
-def client(emu: Emulator):
-    """A real SDK client pointed at the emulator (kept alive for the module)."""
-    return sdk_client(emu)
-
-
-def newest_session(emu: Emulator) -> dict[str, Any]:
-    """The most recent Live session's statistics, once it has ended."""
-
-    def ended() -> dict[str, Any] | None:
-        newest = emu.control.sessions()[-1]
-        return None if newest["open"] else newest
-
-    return emu.control.wait_for(ended, TIMEOUT_S)
 
 
 def audio_parts(messages: list[types.LiveServerMessage]) -> list[types.Blob]:
@@ -696,17 +669,6 @@ def test_rest_fault_fails_the_next_call_only(emu, client):
     assert client.models.generate_content(model=GRADING_MODEL, contents="hi").text
 
 
-def http(emu: Emulator, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
-    """A plain HTTPS request to the emulator; returns (status, parsed JSON body)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(emu.base_url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, context=emu.client_ssl_context(), timeout=TIMEOUT_S) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_rest_requires_an_api_key(emu):
     """A REST call without an API key gets 403 with the Google error shape."""
     status, body = http(emu, "POST", f"/v1beta/models/{GRADING_MODEL}:generateContent", {"contents": []})
@@ -791,7 +753,7 @@ def test_constructor_does_no_io_and_start_stop_are_idempotent():
 def test_command_line_prints_the_environment_and_stops_on_sigterm():
     """`python -m livetalk.emulator` prints base_url, ca_file and export lines, and exits 0 on SIGTERM."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "livetalk.emulator", "--mode", "echo", "--log-level", "WARNING"],
+        [sys.executable, "-m", "livetalk.emulator", "--port", "0", "--mode", "echo", "--log-level", "WARNING"],
         stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
     try:

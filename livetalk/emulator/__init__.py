@@ -11,10 +11,13 @@ as the tests' stand-in for Gemini::
     emu.stop()
 
 Modules: ``emulator`` (thread lifecycle), ``server`` (TLS port, routing),
-``live`` (one Live session), ``rest`` (generateContent, Files API, control
-routes), ``control`` (faults, mode, statistics), and pure helpers ``wire``,
-``audio``, ``dialogue``, ``reply``, ``schema``, ``prompt``, ``http11``,
-``websocket``, ``session_config``, ``files``, ``certs``.
+``http11`` (HTTP/1.1 through h11), ``live`` (one Live session), ``rest``
+(generateContent, Files API, control routes), ``control`` (faults, mode,
+statistics), and pure helpers ``wire``, ``audio``, ``dialogue``, ``reply``,
+``tools`` (function calls), ``meeting`` (dates and times in what users say),
+``grader`` (answers to grading requests), ``schema``, ``prompt``, ``media``
+(audio checks), ``websocket``, ``session_config``, ``files``, ``certs``.
+``python -m livetalk.emulator`` runs it as a process (see ``__main__``).
 
 Exceptions (``errors``)::
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from livetalk.emulator.audio import OUTPUT_RATE_HZ, dbfs, duration_ms
-from livetalk.emulator.errors import FaultSpecError
+from livetalk.emulator.errors import QUOTA_CLOSE_REASON, QUOTA_MESSAGE, FaultSpecError
 from livetalk.emulator.files import FileStore
 from livetalk.emulator.wire import clip_reason
 
@@ -28,6 +28,7 @@ MAX_REQUEST_LOG = 200  # REST requests kept for inspection
 MAX_TURN_LOG = 100  # turns kept per session
 MAX_CLOSED_SESSIONS = 1000  # older closed sessions are forgotten (a long-running demo must not grow)
 MAX_HANDLES = 10000  # resumption handles remembered, oldest forgotten first
+DEFAULT_TOOL_TIMEOUT_S = 10.0  # a function call unanswered this long is cancelled
 
 
 class Mode(str, enum.Enum):
@@ -46,6 +47,11 @@ class FaultKind(str, enum.Enum):
     DELAY = "delay"  # extra latency before every server message
     REJECT = "reject"  # HTTP error status instead of the WebSocket handshake
     HANG = "hang"  # TLS accepted, handshake never answered
+    STALL = "stall"  # after a user turn ends, nothing more is sent; the socket stays open
+    QUOTA = "quota"  # RESOURCE_EXHAUSTED: handshake 429, or close 1011 mid-session
+
+
+FAULT_ALIASES = {"slow": FaultKind.DELAY}  # "slow" is the delay fault under the name the runbooks use
 
 
 class Moment(str, enum.Enum):
@@ -54,6 +60,7 @@ class Moment(str, enum.Enum):
     SETUP = "setup"  # on the setup message, before setupComplete
     FIRST_AUDIO = "first_audio"  # on the first realtime audio chunk
     AFTER_MS = "after_ms"  # a fixed time after setupComplete
+    HANDSHAKE = "handshake"  # instead of the WebSocket handshake (quota only)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -68,7 +75,8 @@ class Fault:
     time_left_s: float = 5.0  # goaway: announced time left, then the close
     close: bool = True  # goaway: close when time_left_s has passed
     ms: int = 0  # delay: added before every server message
-    status: int = 429  # reject: HTTP status of the handshake response
+    status: int = 429  # reject, quota: HTTP status of the handshake response
+    after_turns: int = 0  # stall: user turns answered normally before the one that stalls
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view."""
@@ -94,6 +102,8 @@ _FAULT_PARAMS = {
     FaultKind.DELAY: {"ms", "delay_ms"},
     FaultKind.REJECT: {"status", "code"},
     FaultKind.HANG: set(),
+    FaultKind.STALL: {"after_turns"},
+    FaultKind.QUOTA: {"when", "after_ms"},
 }
 
 
@@ -103,13 +113,15 @@ def make_fault(kind: str | FaultKind, **params: Any) -> Fault:
     ``when`` accepts ``"setup"``, ``"first_audio"``, ``"after_ms"`` (with ``after_ms=N``),
     ``"after_ms:N"`` or ``{"after_ms": N}``; ``after_ms=N`` alone implies ``when="after_ms"``.
     ``time_left`` accepts ``"5s"``. ``reject`` takes ``status`` (or ``code``); ``delay``
-    takes ``ms`` (or ``delay_ms``).
+    (alias ``slow``) takes ``ms`` (or ``delay_ms``). ``quota`` refuses the handshake with
+    429 unless ``when`` names a moment of the session, which is then closed with 1011
+    ``RESOURCE_EXHAUSTED``. ``stall`` takes ``after_turns`` (default 0: the first user turn).
 
     Raises:
         FaultSpecError: unknown kind or parameter, or a bad value.
     """
     try:
-        kind = FaultKind(kind)
+        kind = FAULT_ALIASES.get(kind) or FaultKind(kind)
     except ValueError:
         raise FaultSpecError(f"unknown fault kind {kind!r}") from None
     unknown = set(params) - _FAULT_PARAMS[kind]
@@ -125,6 +137,16 @@ def _build_fault(kind: FaultKind, params: dict[str, Any]) -> Fault:
     fields: dict[str, Any] = {"kind": kind}
     if kind in (FaultKind.CLOSE, FaultKind.DROP):
         fields["when"], fields["after_ms"] = _moment(params.get("when"), params.get("after_ms"))
+        if fields["when"] is Moment.HANDSHAKE:
+            raise ValueError("only quota faults act on the handshake")
+    if kind is FaultKind.QUOTA:
+        when = params.get("when", Moment.HANDSHAKE if params.get("after_ms") is None else None)
+        fields["when"], fields["after_ms"] = _moment(when, params.get("after_ms"))
+        fields["code"], fields["reason"] = 1011, QUOTA_CLOSE_REASON
+    if kind is FaultKind.STALL:
+        fields["after_turns"] = int(params.get("after_turns", 0))
+        if fields["after_turns"] < 0:
+            raise ValueError("after_turns must be ≥ 0")
     if kind is FaultKind.CLOSE:
         fields["code"] = int(params.get("code", 1011))
         fields["reason"] = clip_reason(str(params.get("reason", Fault.reason)))
@@ -193,6 +215,10 @@ class SessionStats:
     turns: collections.deque[dict[str, Any]] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=MAX_TURN_LOG)
     )
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # restored from resume_handle
+    tool_calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # id, name, args, status, response…
+    tool_responses: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every function response
+    stalled: bool = False  # a stall fault froze the session
     sum_squares: int = 0
     n_samples: int = 0
 
@@ -210,6 +236,9 @@ class SessionStats:
         data["turns"] = [dict(turn) for turn in self.turns]
         data["setup"] = dict(self.setup)
         data["faults"] = list(self.faults)
+        data["history"] = [dict(turn) for turn in self.history]
+        data["tool_calls"] = [dict(call) for call in self.tool_calls]
+        data["tool_responses"] = [dict(response) for response in self.tool_responses]
         return data
 
 
@@ -228,12 +257,21 @@ class Control:
             ``inf``: unpaced); :attr:`reply_speed` may be changed at any time and
             applies from the next reply of every session.
         max_file_bytes: cap on the bytes all uploaded files may hold in memory.
+        tool_timeout_s: how long a Live session waits for a function response before it
+            sends ``toolCallCancellation`` (seconds); :attr:`tool_timeout_s` is settable and
+            applies to calls made from then on.
     """
 
     def __init__(
-        self, *, mode: Mode | str = Mode.CONVERSE, reply_speed: float = 2.0, max_file_bytes: int = 200 * 2**20
+        self,
+        *,
+        mode: Mode | str = Mode.CONVERSE,
+        reply_speed: float = 2.0,
+        max_file_bytes: int = 200 * 2**20,
+        tool_timeout_s: float = DEFAULT_TOOL_TIMEOUT_S,
     ) -> None:
         self.reply_speed = self._default_reply_speed = reply_speed
+        self.tool_timeout_s = self._default_tool_timeout_s = tool_timeout_s
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._default_mode = Mode(mode)
@@ -265,8 +303,14 @@ class Control:
     ) -> RestFault:
         """Make the next ``count`` REST model/file calls fail with ``status`` after ``delay_ms``.
 
-        ``status=None`` only adds latency.
+        ``status=None`` only adds latency. A 429 says what Gemini says when a quota is used
+        up (``RESOURCE_EXHAUSTED``, "Resource has been exhausted (e.g. check quota).")
+        unless ``message`` is given.
         """
+        if status is not None and not 400 <= int(status) <= 599:
+            raise FaultSpecError(f"a REST fault's status must be 400–599, not {status!r}")
+        if message is None and status == 429:
+            message = QUOTA_MESSAGE
         fault = RestFault(status=None if status is None else int(status), delay_ms=int(delay_ms), message=message)
         with self._lock:
             self._rest_faults.append(_Queued(fault, _positive(count)))
@@ -407,13 +451,14 @@ class Control:
         return self.wait_for(ready, timeout)
 
     def reset(self) -> None:
-        """Forget faults, closed sessions, handles, REST log and files; restore the initial mode and speed."""
+        """Forget faults, closed sessions, handles, REST log and files; restore the initial mode, speed, tool timeout."""
         with self._changed:
             self._faults.clear()
             self._rest_faults.clear()
             self._mode_queue.clear()
             self._mode = self._default_mode
             self.reply_speed = self._default_reply_speed
+            self.tool_timeout_s = self._default_tool_timeout_s
             self._sessions = {k: v for k, v in self._sessions.items() if v.open}
             self._handles.clear()
             self._requests.clear()

@@ -24,6 +24,8 @@ class Wording:
     heard: str  # how a voice turn is described in a reply
     typed: str  # how a typed turn is described in a reply
     replies: tuple[str, ...]  # chosen by turn number; {what} is the description
+    confirm: str  # accepting a scheduled meeting; {when} is its date and time as said aloud
+    decline: str  # the scheduling function reported a failure
 
 
 ENGLISH = Wording(
@@ -36,6 +38,8 @@ ENGLISH = Wording(
         "{tag} Thanks, that was {what}.",
         "{tag} Got it: {what}. Tell me more.",
     ),
+    confirm="{tag} Great, {when} works for me.",
+    decline="{tag} Sorry, {when} does not work on my side after all. Could you suggest another time?",
 )
 JAPANESE = Wording(
     tag="[エミュレーター]",
@@ -47,6 +51,8 @@ JAPANESE = Wording(
         "{tag} ありがとうございます。{what}ですね。",
         "{tag} わかりました、{what}。もう少し教えてください。",
     ),
+    confirm="{tag} では{when}にお待ちしております。",
+    decline="{tag} 申し訳ありません、{when}は都合がつかなくなりました。別の候補をいただけますか。",
 )
 
 
@@ -78,6 +84,11 @@ def reply_text(wording: Wording, turn: int, *, seconds: float | None = None, tex
         what = wording.heard.format(s=seconds or 0.0)
     template = wording.replies[turn % len(wording.replies)]
     return template.format(tag=wording.tag, what=what)
+
+
+def scheduling_reply(wording: Wording, when: str, *, failed: bool) -> str:
+    """What the model says once the scheduling function answered: agree to ``when``, or ask for another time."""
+    return (wording.decline if failed else wording.confirm).format(tag=wording.tag, when=when)
 
 
 def transcript_pieces(text: str) -> list[tuple[int, str]]:

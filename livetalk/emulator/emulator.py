@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from livetalk.emulator.certs import CertFiles, client_context, make_certificates
-from livetalk.emulator.control import Control, Mode
+from livetalk.emulator.control import DEFAULT_TOOL_TIMEOUT_S, Control, Mode
 from livetalk.emulator.server import EmulatorServer
 
 logger = logging.getLogger("livetalk.emulator")
@@ -33,6 +33,8 @@ class Emulator:
             (0 or ``inf``: as fast as possible); see ``control.reply_speed``.
         api_key: when set, the only API key accepted; by default any key is.
         max_file_bytes: memory cap for uploaded files (bytes).
+        tool_timeout_s: how long a Live session waits for a function response before it
+            cancels the call (seconds); see ``control.tool_timeout_s``.
     """
 
     def __init__(
@@ -44,11 +46,14 @@ class Emulator:
         reply_speed: float = DEFAULT_REPLY_SPEED,
         api_key: str | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        tool_timeout_s: float = DEFAULT_TOOL_TIMEOUT_S,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._api_key = api_key
-        self.control = Control(mode=mode, reply_speed=reply_speed, max_file_bytes=max_file_bytes)
+        self.control = Control(
+            mode=mode, reply_speed=reply_speed, max_file_bytes=max_file_bytes, tool_timeout_s=tool_timeout_s
+        )
         self.port: int | None = None
         self._certs: CertFiles | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None

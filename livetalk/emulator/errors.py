@@ -6,10 +6,18 @@
      ├── FaultSpecError           a fault or mode description is malformed (also a ValueError)
      ├── ClientProtocolError      a Live client broke the protocol → close 1007 with the message
      └── RestError                a REST request cannot be served → HTTP status + Google error body
+
+Inside the package, three ValueErrors name what is wrong with client bytes and are
+turned into a 400 at the REST seam: ``http11.BadRequest`` (not HTTP/1.1),
+``media.InvalidAudio`` (audio that is not its MIME type), ``schema.SchemaError``
+(a malformed response schema).
 """
 from __future__ import annotations
 
 from http import HTTPStatus
+
+QUOTA_MESSAGE = "Resource has been exhausted (e.g. check quota)."
+QUOTA_CLOSE_REASON = f"RESOURCE_EXHAUSTED: {QUOTA_MESSAGE}"  # the mid-session close (1011) reason
 
 GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT",

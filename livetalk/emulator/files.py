@@ -123,11 +123,6 @@ class FileStore:
             if self._files.pop(file_id.removeprefix("files/"), None) is None:
                 raise RestError(404, f"File files/{file_id} not found.")
 
-    def all_files(self) -> list[StoredFile]:
-        """All stored files, oldest first."""
-        with self._lock:
-            return list(self._files.values())
-
     def clear(self) -> None:
         """Forget every upload and file."""
         with self._lock:

@@ -1,15 +1,19 @@
-"""One emulated Gemini Live session: setup, turn-taking, replies, faults.
+"""One emulated Gemini Live session: setup, turn-taking, replies, function calls, faults.
 
 A :class:`LiveSession` reads client messages from a :class:`WsConnection` and
-dispatches each top-level key to an ``_on_<kind>`` handler. Replies run as a
-paced task so that user speech or a new typed turn can interrupt them. Every
-server message goes through :meth:`LiveSession._emit`, which adds the session's
-injected latency (if any) without reordering messages.
+dispatches each top-level key to an ``_on_<kind>`` handler. Every finished user
+turn goes through :meth:`LiveSession._on_user_turn`, which stalls the session
+(``stall`` fault), calls ``schedule_meeting`` (a proposed meeting, when that
+function is declared) or starts a reply. Replies run as a paced task so that user
+speech or a new typed turn can interrupt them. Every server message goes through
+:meth:`LiveSession._emit`, which adds the session's injected latency (if any)
+without reordering messages, and sends nothing once the session has stalled.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import logging
 import math
 import time
@@ -19,10 +23,12 @@ from typing import Any
 import orjson
 
 from livetalk.emulator import reply as replies
+from livetalk.emulator import tools
 from livetalk.emulator.audio import EnergyVad, VadEvent, duration_ms, echo_reply, samples, sum_squares
-from livetalk.emulator.control import Control, Fault, FaultKind, Mode, Moment, SessionStats
-from livetalk.emulator.dialogue import input_transcript, reply_text
-from livetalk.emulator.errors import ClientProtocolError
+from livetalk.emulator.control import MAX_TURN_LOG, Control, Fault, FaultKind, Mode, Moment, SessionStats
+from livetalk.emulator.dialogue import JAPANESE, input_transcript, reply_text, scheduling_reply
+from livetalk.emulator.errors import QUOTA_CLOSE_REASON, ClientProtocolError
+from livetalk.emulator.meeting import Proposal, find_proposal
 from livetalk.emulator.reply import CHUNK_MS, UserTurn
 from livetalk.emulator.session_config import SessionConfig, parse_setup
 from livetalk.emulator.websocket import CLOSE_TIMEOUT_S, WsConnection
@@ -38,6 +44,7 @@ GOAWAY_CLOSE_REASON = "Session ended after goAway (emulated)."
 STOPPING_REASON = "Emulator stopping."
 MAX_AUDIO_PER_MESSAGE = 512 * 1024  # PCM bytes; keeps each JSON frame well under the SDK's 1 MiB limit
 ECHO_RMS_STRIDE = 4  # echo sessions measure input level on every 4th sample
+CLOSING_FAULTS = (FaultKind.CLOSE, FaultKind.DROP, FaultKind.QUOTA)  # faults that end a session at a moment
 
 # Top-level client keys, in both spellings, and the handler kind each maps to.
 _CLIENT_KINDS = {
@@ -82,6 +89,9 @@ class LiveSession:
         self._mode = mode
         self._refusal = refusal
         self._delay_s = sum(f.ms for f in faults if f.kind is FaultKind.DELAY) / 1000
+        stall = next((f for f in faults if f.kind is FaultKind.STALL), None)
+        self._stall_after: int | None = None if stall is None else stall.after_turns  # turns still answered
+        self._stalled = False
         self._loop = asyncio.get_running_loop()
         self._outbox: collections.deque[tuple[float, Callable[[], None]]] = collections.deque()
         self._outbox_task: asyncio.Task[None] | None = None
@@ -94,6 +104,11 @@ class LiveSession:
         self._pending_text: list[str] = []
         self._activity_ms: float | None = None  # audio inside a manual activity; None outside one
         self._seen_audio = False
+        self._heard_next: collections.deque[str] = collections.deque()  # words for the next spoken turns
+        self._history: list[dict[str, Any]] = []  # finished turns, inherited ones first (for resumption)
+        self._calls = tools.CallLedger(stats.id, stats.tool_calls)
+        self._call_timers: dict[str, asyncio.Task[None]] = {}
+        self._proposals: dict[str, Proposal] = {}
         self._handlers: dict[str, Callable[[Any], None]] = {
             kind: getattr(self, f"_on_{kind}") for kind in set(_CLIENT_KINDS.values())
         }
@@ -102,8 +117,12 @@ class LiveSession:
             "close": self._trigger_close,
             "drop": lambda args: self._drop(),
             "delay": self._trigger_delay,
+            "slow": self._trigger_delay,
             "echo": lambda args: self._set_mode(Mode.ECHO),
             "converse": lambda args: self._set_mode(Mode.CONVERSE),
+            "stall": self._trigger_stall,
+            "quota": self._trigger_quota,
+            "hear": self._trigger_hear,
         }
 
     # -- lifecycle ------------------------------------------------------------
@@ -204,7 +223,10 @@ class LiveSession:
             self._on_audio(audio)
             if len(body) == 1:
                 return  # the hot path: one audio chunk per message
-        for chunk in pick(body, "mediaChunks", ()):
+        chunks = pick(body, "mediaChunks", [])
+        if not isinstance(chunks, list):
+            raise ClientProtocolError("Invalid JSON payload received: realtime_input.media_chunks must be a list.")
+        for chunk in chunks:
             self._on_media_chunk(chunk)
         if "text" in body:
             self._count("text")
@@ -223,7 +245,10 @@ class LiveSession:
 
     def _on_client_content(self, body: Any) -> None:
         self._count("client_content")
-        for turn in pick(body, "turns", ()):
+        turns = pick(body, "turns", [])
+        if not isinstance(turns, list):
+            raise ClientProtocolError("Invalid JSON payload received: client_content.turns must be a list.")
+        for turn in turns:
             if pick(turn, "role", "user") == "user":
                 self._pending_text.append(text_of_parts(pick(turn, "parts")))
         if pick(body, "turnComplete"):
@@ -233,6 +258,15 @@ class LiveSession:
 
     def _on_tool_response(self, body: Any) -> None:
         self._count("tool_response")
+        for response in tools.parse_responses(body):
+            self.stats.tool_responses.append(response.as_dict())
+            record = self._calls.answer(response)
+            if record is None:
+                continue  # settled already (cancelled, or a repeated answer): nothing to say
+            self._stop_timer(record["id"])
+            self._control.notify()
+            if not self._silent(record["name"], response.scheduling):
+                self._start_scheduling_reply(record)
 
     def _on_context_update(self, body: Any) -> None:
         self._count("context_update")
@@ -254,7 +288,10 @@ class LiveSession:
             pcm = b64decode(pick(blob, "data", ""))
         except ValueError as exc:
             raise ClientProtocolError(f"Invalid value at 'realtime_input.audio.data': {exc}") from None
-        rate = mime_rate(pick(blob, "mimeType"))
+        mime_type = pick(blob, "mimeType")
+        if mime_type is not None and not isinstance(mime_type, str):
+            raise ClientProtocolError("Invalid value at 'realtime_input.audio.mime_type': expected a string.")
+        rate = mime_rate(mime_type)
         data = samples(pcm)
         stats = self.stats
         stats.audio_chunks += 1
@@ -283,8 +320,8 @@ class LiveSession:
                 self._activity_ms += len(data) * 1000 / rate
             return
         for event in self._vad.feed(data, rate):
-            if event is VadEvent.BARGE_IN and self._speaking():
-                self._interrupt()
+            if event is VadEvent.BARGE_IN:
+                self._barge_in()
             elif event is VadEvent.TURN_END:
                 self._end_voice_turn(self._vad.turn_ms)
 
@@ -292,20 +329,22 @@ class LiveSession:
         span_ms = self._vad.flush()
         if self._mode is Mode.CONVERSE and span_ms is not None:
             self._end_voice_turn(span_ms)
+        else:
+            self._on_user_turn(None)
 
     def _on_activity_start(self) -> None:
         self._activity_ms = 0.0
-        if self._speaking():
-            self._interrupt()
+        self._barge_in()
 
     def _on_activity_end(self) -> None:
         if self._activity_ms is None or self._mode is Mode.ECHO:
             return
         heard_ms, self._activity_ms = self._activity_ms, None
-        self._start_reply(UserTurn("voice", seconds=round(heard_ms / 1000, 1)))
+        self._end_voice_turn(heard_ms)
 
     def _end_voice_turn(self, span_ms: float) -> None:
-        self._start_reply(UserTurn("voice", seconds=round(span_ms / 1000, 1)))
+        words = self._heard_next.popleft() if self._heard_next else None
+        self._on_user_turn(UserTurn("voice", seconds=round(span_ms / 1000, 1), text=words))
 
     def _on_typed(self, text: Any) -> None:
         if not isinstance(text, str):
@@ -314,18 +353,37 @@ class LiveSession:
             self._on_trigger(text[len(TRIGGER_PREFIX) :].split())
             return
         self.stats.text_turns += 1
-        if self._mode is Mode.CONVERSE:
-            self._start_reply(UserTurn("text", text=text))
+        self._on_user_turn(UserTurn("text", text=text) if self._mode is Mode.CONVERSE else None)
+
+    def _barge_in(self) -> None:
+        """The user started speaking: stop the reply and give up on unanswered function calls."""
+        if self._speaking():
+            self._interrupt()
+        self._cancel_calls(self._calls.pending(), "user_turn")
+
+    def _on_user_turn(self, turn: UserTurn | None) -> None:
+        """A user turn ended (None: one that gets no answer, as audio ending in echo mode)."""
+        if self._stall_due(counted=turn is not None):
+            self._stall()
+            return
+        if turn is None:
+            return
+        self._cancel_calls(self._calls.pending(), "user_turn")
+        proposal = self._proposal(turn)
+        if proposal is None:
+            self._start_reply(turn)
+        else:
+            self._start_tool_call(turn, proposal)
 
     # -- replies --------------------------------------------------------------
 
     def _speaking(self) -> bool:
         return self._reply_task is not None and not self._reply_task.done()
 
-    def _start_reply(self, turn: UserTurn) -> None:
+    def _start_reply(self, turn: UserTurn, text: str | None = None) -> None:
         if self._speaking():
             self._interrupt()
-        self._reply_task = self._spawn(self._reply(turn))
+        self._reply_task = self._spawn(self._reply(turn, text))
 
     def _interrupt(self) -> None:
         assert self._reply_task is not None
@@ -336,24 +394,36 @@ class LiveSession:
             self.stats.turns[-1]["interrupted"] = True
         self._control.notify()
 
-    async def _reply(self, turn: UserTurn) -> None:
+    async def _reply(self, turn: UserTurn, text: str | None) -> None:
+        """Answer ``turn`` aloud: ``text``, or the stock reply for its turn number."""
         config = self._config
         assert config is not None
-        number = self._turn_number
-        self._turn_number += 1
-        wording = config.wording
-        heard = input_transcript(wording, turn.seconds) if turn.kind == "voice" else turn.text
-        text = reply_text(wording, number, seconds=turn.seconds, text=turn.text)
+        number = self._next_turn()
+        heard = self._heard(turn)
+        text = text or reply_text(config.wording, number, seconds=turn.seconds, text=turn.text)
         self.stats.turns.append({"n": number, "kind": turn.kind, "input": heard, "reply": text, "interrupted": False})
         if turn.kind == "voice" and config.input_transcription:
-            self._emit(replies.input_transcription(heard or ""))
+            self._emit(replies.input_transcription(heard))
         audio_bytes = await self._speak(text, config)
         self._emit(replies.generation_complete())
         self._emit(replies.turn_complete(turn, text, audio_out_bytes=audio_bytes))
         self.stats.turns_answered += 1
+        self._history.append({"n": number, "input": heard, "reply": text})
         if config.resumption:
             self._offer_handle()
         self._control.notify()
+
+    def _heard(self, turn: UserTurn) -> str:
+        """What the user said, as transcribed: their words, or a stand-in for speech."""
+        if turn.text is not None:
+            return turn.text
+        assert self._config is not None
+        return input_transcript(self._config.wording, turn.seconds)
+
+    def _next_turn(self) -> int:
+        number = self._turn_number
+        self._turn_number += 1
+        return number
 
     async def _speak(self, text: str, config: SessionConfig) -> int:
         """Send the reply's frames, paced; return the PCM bytes sent."""
@@ -375,7 +445,8 @@ class LiveSession:
 
     def _offer_handle(self) -> None:
         handle = f"emu-{self.stats.id}-t{self._turn_number}"
-        self._control.save_handle(handle, {"turns": self._turn_number, "session": self.stats.id})
+        history = tuple(self._history[-MAX_TURN_LOG:])  # finished turns are never changed, so they are shared
+        self._control.save_handle(handle, {"turns": self._turn_number, "session": self.stats.id, "history": history})
         self.stats.last_handle = handle
         self._emit(replies.resumption_update(handle))
 
@@ -385,28 +456,92 @@ class LiveSession:
             self._close(1008, SESSION_NOT_FOUND)
             return False
         self._turn_number = int(state.get("turns", 0))
+        self._history = list(state.get("history", ()))
+        self.stats.history = list(self._history)
         self.stats.resume_handle = handle
         return True
+
+    # -- function calls -------------------------------------------------------
+
+    def _proposal(self, turn: UserTurn) -> Proposal | None:
+        """The meeting the user proposed, when ``schedule_meeting`` is declared; else None."""
+        config = self._config
+        if config is None or turn.text is None or config.function(tools.SCHEDULE_MEETING) is None:
+            return None
+        return find_proposal(turn.text, today=datetime.date.today())
+
+    def _start_tool_call(self, turn: UserTurn, proposal: Proposal) -> None:
+        """Ask the client to run ``schedule_meeting``; the reply waits for its response."""
+        config = self._config
+        assert config is not None
+        if self._speaking():
+            self._interrupt()
+        heard = self._heard(turn)
+        number = self._next_turn()
+        call = self._calls.issue(tools.SCHEDULE_MEETING, proposal.args())
+        self._proposals[call["id"]] = proposal
+        self.stats.turns.append({"n": number, "kind": turn.kind, "input": heard, "reply": None,
+                                 "interrupted": False, "tool_call": call["id"]})
+        self._history.append({"n": number, "input": heard, "tool_call": {"name": call["name"], "args": call["args"]}})
+        if turn.kind == "voice" and config.input_transcription:
+            self._emit(replies.input_transcription(heard))
+        self._emit(tools.tool_call(call["id"], call["name"], call["args"]))
+        self._call_timers[call["id"]] = self._spawn(self._expire_call(call["id"], self._control.tool_timeout_s))
+        self._control.notify()
+
+    async def _expire_call(self, call_id: str, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+        self._call_timers.pop(call_id, None)
+        self._cancel_calls([call_id], "timeout")
+
+    def _cancel_calls(self, call_ids: list[str], reason: str) -> None:
+        """Cancel pending calls and tell the client with ``toolCallCancellation``."""
+        cancelled = self._calls.cancel(call_ids, reason)
+        for call_id in cancelled:
+            self._stop_timer(call_id)
+            self._proposals.pop(call_id, None)
+        if cancelled:
+            self._emit(tools.tool_call_cancellation(cancelled))
+            self._control.notify()
+
+    def _stop_timer(self, call_id: str) -> None:
+        timer = self._call_timers.pop(call_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _silent(self, name: str, scheduling: str | None) -> bool:
+        """Whether a response asks for no spoken follow-up (SILENT, honoured for NON_BLOCKING functions)."""
+        declared = self._config.function(name) if self._config is not None else None
+        return scheduling == tools.SILENT and declared is not None and declared.non_blocking
+
+    def _start_scheduling_reply(self, call: dict[str, Any]) -> None:
+        """Confirm the meeting aloud (or ask for another time when the function failed)."""
+        assert self._config is not None
+        proposal = self._proposals.pop(call["id"])
+        wording = self._config.wording
+        when = proposal.spoken(japanese=wording is JAPANESE)
+        text = scheduling_reply(wording, when, failed=tools.is_failure(call["response"]))
+        self._start_reply(UserTurn("tool", text=call["id"]), text)
 
     # -- faults and triggers --------------------------------------------------
 
     def _fire(self, moment: Moment) -> bool:
         """Apply the close/drop fault armed for ``moment``; True when one fired."""
         for fault in self._faults:
-            if fault.kind in (FaultKind.CLOSE, FaultKind.DROP) and fault.when is moment:
+            if fault.kind in CLOSING_FAULTS and fault.when is moment:
                 self._apply(fault)
                 return True
         return False
 
     def _apply(self, fault: Fault) -> None:
-        if fault.kind is FaultKind.CLOSE:
-            self._close(fault.code, fault.reason)
-        else:
+        if fault.kind is FaultKind.DROP:
             self._drop()
+        else:
+            self._close(fault.code, fault.reason)
 
     def _schedule_faults(self) -> None:
         for fault in self._faults:
-            if fault.kind in (FaultKind.CLOSE, FaultKind.DROP) and fault.when is Moment.AFTER_MS:
+            if fault.kind in CLOSING_FAULTS and fault.when is Moment.AFTER_MS:
                 self._spawn(self._after(fault.after_ms, lambda f=fault: self._apply(f)))
             elif fault.kind is FaultKind.GOAWAY:
                 self._spawn(self._go_away(fault.after_ms, fault.time_left_s, close=fault.close))
@@ -445,6 +580,47 @@ class LiveSession:
     def _trigger_delay(self, args: list[str]) -> None:
         self._delay_s = max(0, int(args[0])) / 1000
 
+    def _trigger_hear(self, args: list[str]) -> None:
+        if not args:
+            raise ValueError("hear needs the words the next spoken turn is transcribed as")
+        self._heard_next.append(" ".join(args))
+
+    def _trigger_stall(self, args: list[str]) -> None:
+        self._stall_after = max(0, int(args[0])) if args else 0
+
+    def _trigger_quota(self, args: list[str]) -> None:
+        """``quota``: close now with 1011 RESOURCE_EXHAUSTED; ``quota next [n]``: refuse the next n
+        handshakes with 429; ``quota rest [n]``: answer the next n REST calls with 429."""
+        target = args[0].lower() if args else "now"
+        count = int(args[1]) if len(args) > 1 else 1
+        if target == "now":
+            self._close(1011, QUOTA_CLOSE_REASON)
+        elif target == "next":
+            self._control.fault_next(FaultKind.QUOTA, count=count)
+        elif target == "rest":
+            self._control.fault_next_rest(429, count=count)
+        else:
+            raise ValueError(f"unknown quota target {target!r}")
+
+    def _stall_due(self, *, counted: bool) -> bool:
+        """Whether this user turn is the one the stall fault waits for (counting the turns before it)."""
+        if self._stall_after is None:
+            return False
+        if self._stall_after > 0:
+            self._stall_after -= counted
+            return False
+        return True
+
+    def _stall(self) -> None:
+        """Freeze: stop everything this session would send; the socket stays open and answers pings."""
+        self._stalled = True
+        self.stats.stalled = True
+        for task in [*self._tasks, *([self._outbox_task] if self._outbox_task else [])]:
+            task.cancel()
+        self._outbox.clear()
+        self._control.notify()
+        logger.info("live session %s stalled (fault)", self.stats.id)
+
     def _set_mode(self, mode: Mode) -> None:
         if self._speaking():
             self._interrupt()
@@ -467,7 +643,9 @@ class LiveSession:
     # -- sending --------------------------------------------------------------
 
     def _emit(self, payload: bytes) -> None:
-        """Send one server message now, or after the injected delay (keeping order)."""
+        """Send one server message now, or after the injected delay (keeping order); nothing once stalled."""
+        if self._stalled:
+            return
         if self._delay_s <= 0 and not self._outbox:
             self._send_now(payload)
         else:

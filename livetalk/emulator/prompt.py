@@ -5,16 +5,15 @@ Pure apart from looking up uploaded files in the :class:`FileStore` it is given.
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
-import wave
 from collections.abc import Mapping
 from typing import Any
 
-from livetalk.emulator.audio import duration_ms
 from livetalk.emulator.dialogue import is_japanese
+from livetalk.emulator.errors import RestError
 from livetalk.emulator.files import FileStore
-from livetalk.emulator.wire import b64decode, mime_rate, pick
+from livetalk.emulator.media import InvalidAudio, audio_seconds
+from livetalk.emulator.wire import b64decode, pick
 
 MAX_QUOTE_CHARS = 200  # a quoted input line is cut to this length
 
@@ -50,16 +49,22 @@ class PromptFacts:
 
 
 def analyse(body: Mapping[str, Any], files: FileStore) -> PromptFacts:
-    """Collect :class:`PromptFacts` from a generateContent request body."""
+    """Collect :class:`PromptFacts` from a generateContent request body.
+
+    Raises:
+        RestError: 400 for a malformed or undecodable part (as the real API), 403 for an unknown file.
+    """
     texts: list[str] = []
     audio_s = 0.0
     user_contents = 0
-    for content in pick(body, "contents", ()):
+    for i, content in enumerate(_list(pick(body, "contents", []), "contents")):
+        if not isinstance(content, Mapping):
+            raise _invalid(f"contents[{i}]", "expected a Content object")
         if pick(content, "role", "user") != "user":
             continue
         user_contents += 1
-        for part in pick(content, "parts", ()):
-            text, seconds = _read_part(part, files)
+        for j, part in enumerate(_list(pick(content, "parts", []), f"contents[{i}].parts")):
+            text, seconds = _read_part(part, files, f"contents[{i}].parts[{j}]")
             texts.append(text)
             audio_s += seconds
     text = "\n".join(t for t in texts if t)
@@ -75,44 +80,72 @@ def analyse(body: Mapping[str, Any], files: FileStore) -> PromptFacts:
     )
 
 
-def _read_part(part: Any, files: FileStore) -> tuple[str, float]:
+def _invalid(field: str, problem: str) -> RestError:
+    return RestError(400, f"Invalid value at '{field}': {problem}.")
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _invalid(field, "expected a list")
+    return value
+
+
+def _read_part(part: Any, files: FileStore, field: str) -> tuple[str, float]:
     """A part's text and audio seconds."""
-    if isinstance(pick(part, "text"), str):
-        return part["text"], 0.0
+    if not isinstance(part, Mapping):
+        raise _invalid(field, "expected a Part object")
+    text = pick(part, "text")
+    if text is not None:
+        if not isinstance(text, str):
+            raise _invalid(f"{field}.text", "expected a string")
+        return text, 0.0
     inline = pick(part, "inlineData")
     if inline is not None:
-        try:
-            data = b64decode(pick(inline, "data", ""))
-        except ValueError:
-            return "", 0.0
-        return _read_blob(data, str(pick(inline, "mimeType", "")))
-    uri = pick(pick(part, "fileData"), "fileUri")
-    stored = files.find_uri(uri) if isinstance(uri, str) else None
-    if stored is not None:
-        return _read_blob(stored.data, stored.mime_type)
+        return _read_inline(inline, f"{field}.inline_data")
+    file_data = pick(part, "fileData")
+    if file_data is not None:
+        return _read_file(file_data, files, f"{field}.file_data")
     return "", 0.0
 
 
-def _read_blob(data: bytes, mime_type: str) -> tuple[str, float]:
+def _read_inline(inline: Any, field: str) -> tuple[str, float]:
+    data, mime_type = pick(inline, "data", ""), pick(inline, "mimeType", "")
+    if not isinstance(data, str) or not isinstance(mime_type, str):
+        raise _invalid(field, "data and mime_type must be strings")
+    try:
+        raw = b64decode(data)
+    except ValueError:
+        raise RestError(400, f"Invalid value at '{field}.data' (TYPE_BYTES), Base64 decoding failed.") from None
+    return _read_blob(raw, mime_type, field)
+
+
+def _read_file(file_data: Any, files: FileStore, field: str) -> tuple[str, float]:
+    uri = pick(file_data, "fileUri")
+    if not isinstance(uri, str) or not uri:
+        raise _invalid(f"{field}.file_uri", "expected a file URI")
+    stored = files.find_uri(uri)
+    if stored is None:
+        name = uri.rsplit("/", 1)[-1]
+        raise RestError(403, f"You do not have permission to access the File {name} or it may not exist.")
+    return _read_blob(stored.data, stored.mime_type, field)
+
+
+def _read_blob(data: bytes, mime_type: str, field: str) -> tuple[str, float]:
     kind = mime_type.split(";")[0].strip().lower()
     if kind.startswith("text/") or kind in ("application/json",):
         return data.decode("utf-8", errors="replace"), 0.0
-    if kind in ("audio/wav", "audio/x-wav", "audio/wave"):
-        return "", _wav_seconds(data)
-    if kind in ("audio/pcm", "audio/l16"):
-        return "", duration_ms(len(data), mime_rate(mime_type)) / 1000
-    return "", 0.0
-
-
-def _wav_seconds(data: bytes) -> float:
+    if not kind.startswith("audio/"):
+        return "", 0.0
     try:
-        with wave.open(io.BytesIO(data)) as reader:
-            return reader.getnframes() / reader.getframerate()
-    except (wave.Error, EOFError, ZeroDivisionError):
-        return 0.0
+        return "", audio_seconds(data, mime_type)
+    except InvalidAudio as exc:
+        raise RestError(400, f"Request contains an invalid argument: '{field}' holds undecodable audio ({exc}).") from None
 
 
 def _system_text(instruction: Any) -> str:
     if isinstance(instruction, str):
         return instruction
-    return "\n".join(p["text"] for p in pick(instruction, "parts", ()) if isinstance(pick(p, "text"), str))
+    parts = pick(instruction, "parts", [])
+    if not isinstance(parts, list):
+        raise _invalid("system_instruction.parts", "expected a list")
+    return "\n".join(p["text"] for p in parts if isinstance(pick(p, "text"), str))

@@ -1,8 +1,11 @@
-"""The REST side of the emulator: generateContent, the Files API, tokens, and control routes.
+"""The REST side of the emulator: generateContent, the Files API, and control routes.
 
 :meth:`RestApi.handle` turns one parsed :class:`HttpRequest` into a
 :class:`RestResponse`; the server does the socket work. Errors are Google-shaped:
-``{"error": {"code", "message", "status"}}``.
+``{"error": {"code", "message", "status"}}``; whatever a client sends is answered
+with a 4xx when it cannot be served, never a 500. Only the Gemini routes the
+product and its tests call are served: ``generateContent`` (and its streaming
+form), and the Files API's resumable upload, get and delete.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import dataclasses
 import datetime
 import itertools
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,11 +22,12 @@ from typing import Any
 import orjson
 
 from livetalk.emulator.control import Control
-from livetalk.emulator.errors import FaultSpecError, RestError
+from livetalk.emulator.errors import RestError
 from livetalk.emulator.http11 import HttpRequest
+from livetalk.emulator.grader import evaluate, read_grading_request
 from livetalk.emulator.prompt import PromptFacts, analyse
 from livetalk.emulator.reply import AUDIO_TOKENS_PER_S, text_tokens
-from livetalk.emulator.schema import generate
+from livetalk.emulator.schema import MISSING, SchemaError, generate
 from livetalk.emulator.wire import pick
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -30,9 +35,6 @@ SSE_TYPE = "text/event-stream"
 ENUM_TYPE = "text/x.enum"  # the answer is one enum value, unquoted
 STREAM_PIECES = 3  # a streamed answer arrives in this many events
 MAX_LOGGED_TEXT = 4000  # characters of prompt text kept in the request log
-TOKEN_LIFETIME = datetime.timedelta(minutes=30)  # the SDK's documented defaults
-NEW_SESSION_WINDOW = datetime.timedelta(seconds=60)
-MODEL_INFO = {"inputTokenLimit": 131072, "outputTokenLimit": 8192}
 INVALID_KEY = "API key not valid. Please pass a valid API key."
 NO_KEY = "Method doesn't allow unregistered callers (callers without established identity). Please use API Key."
 
@@ -94,20 +96,17 @@ class RestApi:
         return [
             Route("POST", re.compile(rf"{model}:generateContent"), self._generate),
             Route("POST", re.compile(rf"{model}:streamGenerateContent"), self._stream),
-            Route("POST", re.compile(rf"{model}:countTokens"), self._count_tokens),
-            Route("GET", re.compile(model), self._model_info),
             Route("POST", re.compile(rf"/upload{files}"), self._upload),
-            Route("GET", re.compile(files), self._list_files),
             Route("GET", re.compile(rf"{files}/(?P<file>[^/]+)"), self._get_file),
             Route("DELETE", re.compile(rf"{files}/(?P<file>[^/]+)"), self._delete_file),
-            Route("POST", re.compile(rf"/{_VERSION}/auth_tokens"), self._auth_token),
             Route("GET", re.compile(rf"{control}/sessions"), self._ctl_sessions, public=True, faulty=False),
             Route("GET", re.compile(rf"{control}/requests"), self._ctl_requests, public=True, faulty=False),
             Route("POST", re.compile(rf"{control}/faults"), self._ctl_faults, public=True, faulty=False),
             Route("POST", re.compile(rf"{control}/rest-faults"), self._ctl_rest_faults, public=True, faulty=False),
             Route("POST", re.compile(rf"{control}/mode"), self._ctl_mode, public=True, faulty=False),
+            Route("POST", re.compile(rf"{control}/settings"), self._ctl_settings, public=True, faulty=False),
             Route("POST", re.compile(rf"{control}/reset"), self._ctl_reset, public=True, faulty=False),
-            Route("GET", re.compile(rf"({control}/health|/healthz|/)"), self._ctl_health, public=True, faulty=False),
+            Route("GET", re.compile(rf"{control}/health"), self._ctl_health, public=True, faulty=False),
         ]
 
     async def handle(self, request: HttpRequest) -> RestResponse:
@@ -177,25 +176,18 @@ class RestApi:
         ]
         return RestResponse(content_type=SSE_TYPE, events=events)
 
-    async def _count_tokens(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
-        facts = analyse(_json_body(request), self._control.files)
-        return json_response({"totalTokens": _prompt_tokens(facts)})
-
     def _answer(self, request: HttpRequest, match: re.Match[str]) -> tuple[str, dict[str, Any]]:
         """The answer text (JSON when a schema asks for it) and its usage metadata."""
         body = _json_body(request)
         facts = analyse(body, self._control.files)
         config = pick(body, "generationConfig", {})
+        if not isinstance(config, dict):
+            raise RestError(400, "Invalid value at 'generation_config': expected a GenerationConfig object.")
         schema = pick(config, "responseJsonSchema") or pick(config, "responseSchema")
         mime_type = str(pick(config, "responseMimeType", ""))
-        if isinstance(schema, dict) and mime_type == ENUM_TYPE:
-            text = str(generate(schema, facts))
-        elif isinstance(schema, dict):
-            text = orjson.dumps(generate(schema, facts)).decode()
-        elif mime_type.startswith("application/json"):
-            text = orjson.dumps({"text": plain_answer(facts)}).decode()
-        else:
-            text = plain_answer(facts)
+        if schema is not None and not isinstance(schema, dict):
+            raise RestError(400, "Invalid value at 'generation_config.response_schema': expected a Schema object.")
+        text = _answer_text(facts, schema, mime_type)
         prompt = _prompt_tokens(facts)
         answer = text_tokens(text)
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": answer, "totalTokenCount": prompt + answer}
@@ -215,12 +207,6 @@ class RestApi:
             response["usageMetadata"] = usage
         return response
 
-    async def _model_info(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
-        name = match["model"]
-        return json_response({"name": f"models/{name}", "displayName": f"{name} (emulated)", "version": "emu",
-                              "supportedGenerationMethods": ["generateContent", "streamGenerateContent",
-                                                             "countTokens", "bidiGenerateContent"], **MODEL_INFO})
-
     # -- Files API ------------------------------------------------------------
 
     async def _upload(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
@@ -234,11 +220,12 @@ class RestApi:
     def _start_upload(self, request: HttpRequest, version: str) -> RestResponse:
         meta = pick(_json_body(request), "file", {})
         size = request.header("x-goog-upload-header-content-length") or pick(meta, "sizeBytes")
+        display_name = pick(meta, "displayName")
         upload = self._control.files.start(
             version=version,
-            display_name=pick(meta, "displayName"),
-            mime_type=request.header("x-goog-upload-header-content-type") or pick(meta, "mimeType")
-            or "application/octet-stream",
+            display_name=display_name if isinstance(display_name, str) else None,
+            mime_type=str(request.header("x-goog-upload-header-content-type") or pick(meta, "mimeType")
+                          or "application/octet-stream"),
             size=int(size) if str(size or "").isdigit() else None,
         )
         url = f"{self._own_url(request)}/upload/{version}/files?upload_id={upload.id}&upload_protocol=resumable"
@@ -267,25 +254,9 @@ class RestApi:
         stored = self._control.files.get(match["file"])
         return json_response(stored.resource(self._own_url(request), match["version"]))
 
-    async def _list_files(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
-        base = self._own_url(request)
-        return json_response({"files": [f.resource(base, match["version"]) for f in self._control.files.all_files()]})
-
     async def _delete_file(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
         self._control.files.delete(match["file"])
         return json_response({})
-
-    # -- ephemeral tokens -----------------------------------------------------
-
-    async def _auth_token(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
-        body = _json_body(request)
-        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        return json_response({
-            "name": f"auth_tokens/emu-token-{next(self._ids)}",
-            "expireTime": pick(body, "expireTime") or (now + TOKEN_LIFETIME).isoformat(),
-            "newSessionExpireTime": pick(body, "newSessionExpireTime") or (now + NEW_SESSION_WINDOW).isoformat(),
-            "uses": pick(body, "uses", 1),
-        })
 
     # -- control --------------------------------------------------------------
 
@@ -302,7 +273,7 @@ class RestApi:
         count = params.pop("count", 1)
         try:
             fault = self._control.fault_next(kind, count=count, **params)
-        except (FaultSpecError, TypeError) as exc:
+        except (TypeError, ValueError) as exc:
             raise RestError(400, str(exc)) from None
         return json_response({"fault": fault.as_dict(), "count": count})
 
@@ -313,7 +284,7 @@ class RestApi:
                 params.get("status", 429), count=params.get("count", 1),
                 delay_ms=params.get("delay_ms", 0), message=params.get("message"),
             )
-        except (FaultSpecError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:
             raise RestError(400, str(exc)) from None
         return json_response({"fault": dataclasses.asdict(fault), "count": params.get("count", 1)})
 
@@ -322,11 +293,21 @@ class RestApi:
         try:
             if "mode" in params:
                 self._control.set_mode(params["mode"], count=params.get("count"))
-            if "reply_speed" in params:
-                self._control.reply_speed = float(params["reply_speed"])
-        except (FaultSpecError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:
             raise RestError(400, f"bad mode: {exc}") from None
-        return json_response({"mode": self._control.mode.value, "reply_speed": self._control.reply_speed})
+        return await self._ctl_settings(request, match)
+
+    async def _ctl_settings(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
+        params = _json_body(request)
+        try:
+            speed = float(params.get("reply_speed", self._control.reply_speed))
+            timeout_s = float(params.get("tool_timeout_s", self._control.tool_timeout_s))
+        except (TypeError, ValueError) as exc:
+            raise RestError(400, f"bad setting: {exc}") from None
+        if not timeout_s > 0 or math.isnan(speed):
+            raise RestError(400, "bad setting: tool_timeout_s must be > 0 and reply_speed a number")
+        self._control.reply_speed, self._control.tool_timeout_s = speed, timeout_s
+        return json_response({"mode": self._control.mode.value, "reply_speed": speed, "tool_timeout_s": timeout_s})
 
     async def _ctl_reset(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
         self._control.reset()
@@ -334,6 +315,21 @@ class RestApi:
 
     async def _ctl_health(self, request: HttpRequest, match: re.Match[str]) -> RestResponse:
         return json_response({"status": "ok", "emulator": True, **self._control.summary()})
+
+
+def _answer_text(facts: PromptFacts, schema: dict[str, Any] | None, mime_type: str) -> str:
+    """The answer: JSON for a schema (a grade for a grading request), one enum value, or prose."""
+    if schema is None and mime_type.startswith("application/json"):
+        return orjson.dumps({"text": plain_answer(facts)}).decode()
+    if schema is None:
+        return plain_answer(facts)
+    grading = read_grading_request(facts)
+    preset = MISSING if grading is None else evaluate(grading, today=datetime.date.today())
+    try:
+        value = generate(schema, facts, preset=preset)
+    except SchemaError as exc:
+        raise RestError(400, f"Invalid value at 'generation_config.response_schema': {exc}.") from None
+    return str(value) if mime_type == ENUM_TYPE else orjson.dumps(value).decode()
 
 
 def plain_answer(facts: PromptFacts) -> str:

@@ -1,8 +1,9 @@
 """The emulator's one TLS port: HTTP/1.1 REST with keep-alive, and the Live WebSocket.
 
-Each connection is read request by request; a WebSocket upgrade on a Live path
-leaves the HTTP loop and becomes a :class:`LiveSession`. Handshake faults
-(``reject``, ``hang``) are applied here, before a session exists.
+Each connection is read request by request (h11, see :mod:`http11`); a WebSocket
+upgrade on a Live path leaves the HTTP loop and becomes a :class:`LiveSession`.
+Handshake faults (``reject``, ``hang``, ``quota`` at the handshake) are applied
+here, before a session exists.
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ import orjson
 from websockets.protocol import State
 
 from livetalk.emulator import http11
-from livetalk.emulator.control import Control, Fault, FaultKind
-from livetalk.emulator.errors import RestError
-from livetalk.emulator.http11 import BadRequest, HttpRequest
+from livetalk.emulator.control import Control, Fault, FaultKind, Moment
+from livetalk.emulator.errors import QUOTA_MESSAGE, RestError
+from livetalk.emulator.http11 import BadRequest, HttpConnection, HttpRequest
 from livetalk.emulator.live import LiveSession
-from livetalk.emulator.rest import INVALID_KEY, NO_KEY, RestApi, RestResponse
+from livetalk.emulator.rest import INVALID_KEY, JSON_TYPE, NO_KEY, RestApi, RestResponse
 from livetalk.emulator.websocket import WsConnection, handshake
 from livetalk.emulator.wire import clip_reason
 
@@ -118,25 +119,26 @@ class EmulatorServer:
                 writer.transport.abort()
 
     async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        http = HttpConnection(reader, writer)
         while True:
             try:
-                request = await http11.read_request(reader)
+                request = await http.next_request()
             except BadRequest as exc:
-                error = RestError(exc.status, str(exc))
-                writer.write(http11.response(exc.status, orjson.dumps(error.body()), keep_alive=False))
-                await writer.drain()
+                await http.refuse(exc.status, orjson.dumps(RestError(exc.status, str(exc)).body()),
+                                  content_type=JSON_TYPE)
                 return
             if request is None:
                 return
             if request.is_websocket:
-                await self._on_websocket(request, reader, writer)
+                await self._on_websocket(request, http.upgrade_leftover(), reader, writer)
                 return
-            response = await self._rest.handle(request)
-            await _write_response(writer, request, response)
-            if not request.keep_alive:
+            await _write_response(http, await self._rest.handle(request))
+            if not http.reusable:
                 return
 
-    async def _on_websocket(self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_websocket(
+        self, request: HttpRequest, leftover: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         match = LIVE_PATH.search(request.path)
         if match is None:
             await _refuse_handshake(writer, request, 404, f"No Live endpoint at {request.path}.")
@@ -156,7 +158,7 @@ class EmulatorServer:
             credential=credential, mode=mode.value, faults=[fault.kind.value for fault in faults],
         )
         session = LiveSession(
-            WsConnection(reader, writer, protocol), control=self._control, stats=stats, faults=faults,
+            WsConnection(reader, writer, protocol, initial=leftover), control=self._control, stats=stats, faults=faults,
             mode=mode, refusal=self._refusal(request, credential),
         )
         logger.info("live session %s opened on %s", stats.id, match["version"])
@@ -172,11 +174,12 @@ class EmulatorServer:
                 while await reader.read(http11.MAX_HEAD_BYTES):
                     pass  # never answer; wait for the client to give up
                 return True
-            if fault.kind is FaultKind.REJECT:
+            refusal = _handshake_refusal(fault)
+            if refusal is not None:
                 self._control.log_request(
-                    {"method": "GET", "path": request.path, "status": fault.status, "fault": "reject"}
+                    {"method": "GET", "path": request.path, "status": fault.status, "fault": fault.kind.value}
                 )
-                await _refuse_handshake(writer, request, fault.status, f"Emulated handshake rejection {fault.status}.")
+                await _refuse_handshake(writer, request, fault.status, refusal)
                 return True
         return False
 
@@ -190,6 +193,15 @@ class EmulatorServer:
         return None
 
 
+def _handshake_refusal(fault: Fault) -> str | None:
+    """The error message a reject or handshake-time quota fault answers the upgrade with, else None."""
+    if fault.kind is FaultKind.REJECT:
+        return f"Emulated handshake rejection {fault.status}."
+    if fault.kind is FaultKind.QUOTA and fault.when is Moment.HANDSHAKE:
+        return QUOTA_MESSAGE
+    return None
+
+
 async def _refuse_handshake(writer: asyncio.StreamWriter, request: HttpRequest, status: int, message: str) -> None:
     body = orjson.dumps(RestError(status, message).body()).decode()
     _, data = handshake(request, reject=status, reject_text=body)
@@ -197,18 +209,10 @@ async def _refuse_handshake(writer: asyncio.StreamWriter, request: HttpRequest, 
     await writer.drain()
 
 
-async def _write_response(writer: asyncio.StreamWriter, request: HttpRequest, response: RestResponse) -> None:
-    keep_alive = request.keep_alive
+async def _write_response(http: HttpConnection, response: RestResponse) -> None:
     if response.events is None:
-        writer.write(http11.response(response.status, response.body, content_type=response.content_type,
-                                     headers=response.headers, keep_alive=keep_alive))
-        await writer.drain()
-        return
-    headers = [("Content-Type", response.content_type), ("Transfer-Encoding", "chunked"),
-               ("Cache-Control", "no-cache"), *response.headers]
-    writer.write(http11.response_head(response.status, headers, keep_alive=keep_alive))
-    for event in response.events:
-        writer.write(http11.chunk(event))
-        await writer.drain()
-    writer.write(http11.LAST_CHUNK)
-    await writer.drain()
+        await http.respond(response.status, response.body, content_type=response.content_type,
+                           headers=response.headers)
+    else:
+        await http.respond_stream(response.status, response.events, content_type=response.content_type,
+                                  headers=response.headers)

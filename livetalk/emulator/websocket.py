@@ -21,6 +21,7 @@ from livetalk.emulator.http11 import HttpRequest
 
 READ_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 16 * 2**20  # incoming; client_content can carry long histories
+JSON_TYPE = "application/json; charset=UTF-8"
 CLOSE_TIMEOUT_S = 2.0  # wait this long for the client's close frame before dropping TCP
 WRITE_HIGH_WATER_BYTES = 1 * 2**20  # above this, writers wait for the socket to drain
 
@@ -30,7 +31,9 @@ _ws_logger = logging.getLogger("livetalk.emulator.websocket")
 class WsConnection:
     """One accepted WebSocket: receive whole messages, send binary ones, close or abort."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, protocol: ServerProtocol) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, protocol: ServerProtocol, *, initial: bytes = b""
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self._proto = protocol
@@ -39,6 +42,8 @@ class WsConnection:
         self._eof = False
         self.aborted = False
         self.bytes_sent = 0
+        if initial:
+            self._feed(initial)
 
     @property
     def open(self) -> bool:
@@ -125,6 +130,10 @@ class WsConnection:
             data = await self._reader.read(READ_BYTES)
         except (ConnectionError, OSError):
             data = b""
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Hand received bytes (b"": the end of the stream) to the protocol and collect whole messages."""
         if data:
             self._proto.receive_data(data)
         else:
@@ -156,7 +165,7 @@ class WsConnection:
 
 
 def handshake(request: HttpRequest, *, reject: int | None = None, reject_text: str = "") -> tuple[ServerProtocol, bytes]:
-    """Run the opening handshake for ``request``.
+    """Run the opening handshake for ``request`` (``reject``: refuse it with that status and ``reject_text`` JSON).
 
     Returns:
         The protocol object and the bytes to write. The handshake succeeded when
@@ -170,6 +179,8 @@ def handshake(request: HttpRequest, *, reject: int | None = None, reject_text: s
         response = protocol.reject(400, "Failed to open a WebSocket connection: malformed request.\n")
     elif reject is not None:
         response = protocol.reject(reject, reject_text)
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = JSON_TYPE  # Google answers refused handshakes with error JSON
     else:
         response = protocol.accept(events[0])
     protocol.send_response(response)

@@ -60,18 +60,20 @@ def pick_path(obj: Any, *camels: str, default: Any = None) -> Any:
 
 
 def b64decode(data: str | bytes) -> bytes:
-    """Decode standard or URL-safe base64, with or without padding.
+    """Decode standard or URL-safe base64, with or without padding (strictly, as the real API does).
 
     Raises:
-        ValueError: ``data`` is not base64.
+        ValueError: ``data`` is not base64 (or not text at all).
     """
+    if not isinstance(data, (str, bytes)):
+        raise ValueError("bad base64: not a string")
     try:
         if isinstance(data, str):
             data = data.encode("ascii")
         data = data.translate(_URLSAFE_TO_STANDARD)
         if len(data) % 4:
             data = data.rstrip(b"=") + b"=" * (-len(data.rstrip(b"=")) % 4)
-        return binascii.a2b_base64(data)
+        return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise ValueError(f"bad base64: {exc}") from None
 
