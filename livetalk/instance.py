@@ -38,6 +38,7 @@ class Instance:
 
     def start(self, environ: dict[str, str] | os._Environ[str] = os.environ) -> Instance:
         """Create the shared state and (in demo mode) start the emulator; publish both in ``environ``."""
+        log.info("Live Talk is starting: open http://localhost:%d in a browser", self.settings.port)
         if not self.settings.instance_dir:
             self.state_dir = Path(tempfile.mkdtemp(prefix="livetalk-instance-"))
             environ["INSTANCE_STATE_DIR"] = str(self.state_dir)

@@ -205,7 +205,8 @@ class Services:
         if self.draining.is_set():
             return
         self.draining.set()
-        log.warning("draining: %d open conversation(s) are told to reconnect elsewhere", len(self.sessions))
+        level = logging.WARNING if self.sessions else logging.INFO
+        log.log(level, "draining: %d open conversation(s) are told to reconnect elsewhere", len(self.sessions))
         loop = self._loop
         if loop is not None:
             loop.call_soon_threadsafe(self._shutdown_sessions)
