@@ -38,7 +38,7 @@ EN_GOOD = [
 
 def grade(client, scenario, turns) -> Evaluation:
     """Grade through the product's own grading code and the real SDK."""
-    return grading.grade(client, model=MODEL, scenario=scenario, turns=turns)
+    return grading.Grader(model=MODEL).grade(client, scenario=scenario, turns=turns)
 
 
 def user_lines(turns: list[Turn]) -> list[str]:
