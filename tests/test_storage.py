@@ -111,6 +111,44 @@ def test_concurrent_writers_to_one_key_never_mix(store):
     assert store.read("race/same.bin") == winners[0]
 
 
+def test_replace_overwrites_in_one_step(store):
+    """replace writes a fresh object or swaps an existing one whole; a reader sees one version or the other."""
+    store.replace("c/checkpoint.json", b'{"v": 1}', "application/json")
+    assert store.read("c/checkpoint.json") == b'{"v": 1}'
+    store.replace("c/checkpoint.json", b'{"v": 2, "more": true}', "application/json")
+    assert store.read("c/checkpoint.json") == b'{"v": 2, "more": true}'
+
+
+def test_list_gives_every_key_under_a_folder_sorted(store):
+    """A folder's objects are listed recursively and sorted; neighbours with the same prefix are not."""
+    for key in ("learners/a/x/2.json", "learners/a/x/1.json", "learners/a/y.json", "learners/ab/z.json"):
+        store.put(key, b"{}", "application/json")
+    assert store.list("learners/a") == ["learners/a/x/1.json", "learners/a/x/2.json", "learners/a/y.json"]
+    assert store.list("learners/none") == []
+
+
+def test_list_shows_no_unfinished_writes(store):
+    """An object still being streamed is not listed until it is published."""
+    writer = store.open_append("f/audio.wav", "audio/wav")
+    writer.write(b"data")
+    assert store.list("f") == []
+    writer.close()
+    assert store.list("f") == ["f/audio.wav"]
+
+
+def test_delete_removes_and_forgets(store):
+    """A deleted object is gone (reads, exists, listings); deleting it again is harmless."""
+    store.put("d/one.txt", b"1", "text/plain")
+    store.put("d/two.txt", b"2", "text/plain")
+    store.delete("d/one.txt")
+    store.delete("d/one.txt")
+    assert not store.exists("d/one.txt") and store.list("d") == ["d/two.txt"]
+    with pytest.raises(ObjectNotFound):
+        store.read("d/one.txt")
+    store.delete("d/two.txt")
+    assert store.list("d") == []
+
+
 @pytest.mark.parametrize(
     "key",
     ["../etc/passwd", "/abs/path", "a/../b", "a//b", "", "a/./b", "a\\b", "a/.hidden", "a/b c", "a/\x00"],

@@ -1,256 +1,22 @@
-"""The one seam to object storage: Google Cloud Storage, or a local directory.
-
-Keys are relative, ``/``-separated object names such as
-``conversations/2025/01/31/<session_id>/audio.wav``. Both backends share one
-contract: an object is written once and never overwritten, a reader never sees
-a half-written object, and a failing backend raises :class:`StorageUnavailable`
-(which the routes turn into a ``503``) without leaking the cloud library's text.
-
-Exceptions::
-
-    StorageError
-     ├── StorageUnavailable   the backend cannot be reached or refuses (503)
-     ├── ObjectExists         the key is already taken (writes never overwrite)
-     ├── ObjectNotFound       reading a key that does not exist
-     └── InvalidKey           a key that is not a safe relative name (also a ValueError)
-"""
+"""The Google Cloud Storage backend, through google-cloud-storage with its own retry policy."""
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
-import secrets
 from collections.abc import Iterator
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, Union
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .base import Data, ObjectExists, ObjectNotFound, StorageError, StorageUnavailable, check_key, unique_suffix
 
 if TYPE_CHECKING:
     from google.cloud import storage as gcs
 
-    from .config import Settings
-
 log = logging.getLogger("livetalk.storage")
 
-Data = Union[bytes, bytearray, memoryview, BinaryIO, IO[bytes]]
-
-MAX_KEY_BYTES = 1024  # GCS's limit on an object name, in UTF-8 bytes
 GCS_CHUNK_BYTES = 1024 * 1024  # resumable-upload chunk: what one open writer buffers (multiple of 256 KiB)
 GCS_READ_CHUNK_BYTES = 1024 * 1024  # what one open reader buffers
 GCS_RETRY_DEADLINE_S = 30.0  # total time the client's own retry may spend on one call
 GCS_TIMEOUT_S = (5.0, 60.0)  # (connect, read) per HTTP request
-COPY_CHUNK_BYTES = 256 * 1024
-
-_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-class StorageError(Exception):
-    """Base of the storage errors."""
-
-
-class StorageUnavailable(StorageError):
-    """The store cannot be reached or refused the operation; the message is client-safe."""
-
-
-class ObjectExists(StorageError):
-    """The key is already taken; objects are never overwritten."""
-
-
-class ObjectNotFound(StorageError):
-    """No object has this key."""
-
-
-class InvalidKey(StorageError, ValueError):
-    """The key is not a safe relative object name."""
-
-
-def check_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative name, else raise :class:`InvalidKey`.
-
-    Each ``/``-separated segment starts with a letter or digit and holds only
-    ``A-Z a-z 0-9 . _ -``: no ``..``, no absolute paths, no empty segments.
-    """
-    if not isinstance(key, str) or not key or len(key.encode()) > MAX_KEY_BYTES:
-        raise InvalidKey("object key must be a non-empty name of at most 1024 bytes")
-    if not all(_SEGMENT.fullmatch(part) for part in key.split("/")):
-        raise InvalidKey(f"object key {key!r} is not a safe relative name")
-    return key
-
-
-def _unique_suffix() -> str:
-    return secrets.token_hex(6)
-
-
-class Writer(Protocol):
-    """A streamed object: appended to in bounded memory, published on :meth:`close`."""
-
-    key: str
-
-    def write(self, data: bytes) -> None:
-        """Append ``data``."""
-
-    def close(self, *, header: bytes = b"") -> str:
-        """Publish the object and return its URI.
-
-        ``header`` replaces the ``header_size`` placeholder bytes reserved at open
-        (e.g. a WAV header whose sizes are only known at the end); it must be exactly
-        that long. Raises :class:`ObjectExists` if the key was taken meanwhile.
-        """
-
-    def abort(self) -> None:
-        """Discard everything written; nothing is published."""
-
-
-class Storage(Protocol):
-    """What the service needs from an object store."""
-
-    kind: str  # "gcs" | "local"
-
-    def uri(self, key: str) -> str:
-        """Where ``key`` lives, as an operator would type it (``gs://…`` or ``file://…``)."""
-
-    def put(self, key: str, data: Data, content_type: str) -> str:
-        """Write a whole object (bytes, or a binary file read to its end); returns its URI."""
-
-    def open_append(self, key: str, content_type: str, *, header_size: int = 0) -> Writer:
-        """Start a streamed object; ``header_size`` bytes at its start are fixed at close."""
-
-    def exists(self, key: str) -> bool:
-        """Whether an object with this key has been published."""
-
-    def read(self, key: str) -> bytes:
-        """The whole object (use :meth:`open_read` for large ones)."""
-
-    def open_read(self, key: str) -> BinaryIO:
-        """A seekable binary reader over the object (bounded memory)."""
-
-    def size(self, key: str) -> int:
-        """The object's length in bytes."""
-
-
-# --- local directory ---------------------------------------------------------------------
-
-
-class LocalStorage:
-    """Objects as files under ``root``; every write goes to a unique temp file, then is linked in."""
-
-    kind = "local"
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).absolute()
-
-    def path(self, key: str) -> Path:
-        """The file that holds ``key``."""
-        return self.root.joinpath(*check_key(key).split("/"))
-
-    def uri(self, key: str) -> str:
-        return self.path(key).as_uri()
-
-    def put(self, key: str, data: Data, content_type: str) -> str:
-        writer = self.open_append(key, content_type)
-        try:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                writer.write(bytes(data))
-            else:
-                for chunk in iter(lambda: data.read(COPY_CHUNK_BYTES), b""):
-                    writer.write(chunk)
-        except BaseException:
-            writer.abort()
-            raise
-        return writer.close()
-
-    def open_append(self, key: str, content_type: str, *, header_size: int = 0) -> _LocalWriter:
-        return _LocalWriter(self, key, header_size)
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
-
-    def read(self, key: str) -> bytes:
-        with self.open_read(key) as f:
-            return f.read()
-
-    def open_read(self, key: str) -> BinaryIO:
-        try:
-            return open(self.path(key), "rb")
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
-        except OSError as exc:
-            raise StorageUnavailable("the local data directory cannot be read") from exc
-
-    def size(self, key: str) -> int:
-        try:
-            return self.path(key).stat().st_size
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
-
-
-class _LocalWriter:
-    """Appends to a hidden temp file beside the target; ``close`` links it in without overwriting."""
-
-    def __init__(self, store: LocalStorage, key: str, header_size: int) -> None:
-        self.key = key
-        self._final = store.path(key)
-        self._uri = store.uri(key)
-        self._header_size = header_size
-        self._tmp = self._final.with_name(f".{self._final.name}.{_unique_suffix()}.part")
-        self._file: BinaryIO | None = None
-
-    def _open(self) -> BinaryIO:
-        if self._file is None:
-            with _local_errors():
-                self._final.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self._tmp, "xb")
-                self._file.write(b"\0" * self._header_size)
-        return self._file
-
-    def write(self, data: bytes) -> None:
-        with _local_errors():
-            self._open().write(data)
-
-    def close(self, *, header: bytes = b"") -> str:
-        if len(header) != self._header_size:
-            raise ValueError(f"header must be {self._header_size} bytes, got {len(header)}")
-        f = self._open()
-        try:
-            with _local_errors():
-                if header:
-                    f.seek(0)
-                    f.write(header)
-                f.flush()
-                os.fsync(f.fileno())
-                f.close()
-                _link_no_overwrite(self._tmp, self._final)
-        finally:
-            self._tmp.unlink(missing_ok=True)
-        return self._uri
-
-    def abort(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:  # only then does the temp file exist
-            file.close()
-            self._tmp.unlink(missing_ok=True)
-
-
-def _link_no_overwrite(tmp: Path, final: Path) -> None:
-    try:
-        os.link(tmp, final)  # atomic, and fails if the name is taken
-    except FileExistsError:
-        raise ObjectExists(final.name) from None
-
-
-@contextlib.contextmanager
-def _local_errors() -> Iterator[None]:
-    try:
-        yield
-    except StorageError:
-        raise
-    except FileExistsError:
-        raise ObjectExists("a temporary name collided") from None
-    except OSError as exc:
-        raise StorageUnavailable("the local data directory cannot be written") from exc
-
-
-# --- Google Cloud Storage ----------------------------------------------------------------
 
 
 class GcsStorage:
@@ -346,6 +112,27 @@ class GcsStorage:
             blob.reload(retry=self.retry, timeout=self.timeout)
         return int(blob.size or 0)
 
+    def replace(self, key: str, data: bytes, content_type: str) -> str:
+        blob = self.blob(key)
+        with gcs_errors("write", key):
+            # No generation precondition: the new version replaces the old one in one step.
+            blob.upload_from_string(bytes(data), content_type=content_type, retry=self.retry, timeout=self.timeout)
+        return self.uri(key)
+
+    def list(self, prefix: str) -> list[str]:
+        folder = check_key(prefix) + "/"
+        with gcs_errors("read", prefix):
+            blobs = self.bucket().list_blobs(prefix=folder, retry=self.retry, timeout=self.timeout)
+            return sorted(blob.name for blob in blobs)
+
+    def delete(self, key: str) -> None:
+        blob = self.blob(key)
+        try:
+            with gcs_errors("read", key):
+                blob.delete(retry=self.retry, timeout=self.timeout)
+        except ObjectNotFound:
+            pass
+
     def delete_quietly(self, key: str) -> None:
         """Best-effort delete of a temporary object."""
         try:
@@ -366,7 +153,7 @@ class _GcsWriter:
         self._store = store
         self._content_type = content_type
         self._header_size = header_size
-        suffix = _unique_suffix()
+        suffix = unique_suffix()
         self._body_key = f"{key}.{suffix}.body" if header_size else key
         self._head_key = f"{key}.{suffix}.head"
         self._stream: Any = None
@@ -468,13 +255,4 @@ def _is_transport_error(exc: BaseException) -> bool:
         pass
     return isinstance(exc, errors)
 
-
-# --- factory -------------------------------------------------------------------------------
-
-
-def create_storage(settings: Settings) -> Storage:
-    """GCS when ``settings.gcs_bucket_name`` is set, else a directory at ``settings.data_dir``."""
-    if settings.gcs_bucket_name:
-        return GcsStorage(settings.gcs_bucket_name)
-    return LocalStorage(settings.data_dir)
 
