@@ -14,8 +14,9 @@ Errors::
     UpstreamError
      ├── UpstreamUnavailable   the engine could not be reached (network, TLS, timeout, HTTP 5xx)
      └── UpstreamClosed        the engine refused or closed the session: ``code`` and ``reason``
-                               (its WebSocket close code or HTTP status); ``recoverable`` when a new
-                               connection may continue the same conversation
+          │                    (its WebSocket close code or HTTP status); ``recoverable`` when a new
+          │                    connection may continue the same conversation
+          └── UpstreamQuota    …because the project is over its quota or concurrent-session limit
 """
 from __future__ import annotations
 
@@ -143,6 +144,10 @@ class UpstreamClosed(UpstreamError):
         self.recoverable = recoverable
 
 
+class UpstreamQuota(UpstreamClosed):
+    """The engine refused or closed the session for the project's quota (HTTP 429, RESOURCE_EXHAUSTED)."""
+
+
 # --- the interface ------------------------------------------------------------------------
 
 
@@ -172,9 +177,10 @@ class Upstream(Protocol):
 
 
 class Engine(Protocol):
-    """Opens upstream sessions. ``name`` is what ``ready.engine`` reports."""
+    """Opens upstream sessions. ``name`` is what ``ready.engine`` reports, ``label`` what people read."""
 
     name: str
+    label: str
     input_rate: int  # Hz of the audio the client sends
     output_rate: int  # Hz of the audio the client receives
 

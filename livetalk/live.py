@@ -21,14 +21,16 @@ from google.genai import types
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from . import livewire
-from .engine import Event, LiveSetup, UpstreamClosed, UpstreamError, UpstreamUnavailable
+from .engine import Event, LiveSetup, UpstreamClosed, UpstreamError, UpstreamQuota, UpstreamUnavailable
 
 CHECKED_SDK_VERSION = "3.6.1"  # the google-genai release sdk_websocket was checked against (tests/test_live.py)
 INPUT_RATE_HZ = 16000
 OUTPUT_RATE_HZ = 24000
 ABNORMAL_CLOSURE = 1006
 CLOSE_TIMEOUT_S = 0.5  # how long we wait for Gemini's close reply before dropping TCP
+HTTP_TOO_MANY_REQUESTS = 429
 _RECOVERABLE_CLOSES = frozenset({1000, 1001, ABNORMAL_CLOSURE})
+_QUOTA_MARKS = ("RESOURCE_EXHAUSTED", "QUOTA")  # how Gemini's closes say the project is over its limits
 
 
 def build_config(setup: LiveSetup) -> types.LiveConnectConfig:
@@ -123,6 +125,7 @@ class GeminiEngine:
     """The :class:`~livetalk.engine.Engine` for Gemini Live through a google-genai client."""
 
     name = "gemini"
+    label = "Gemini"
     input_rate = INPUT_RATE_HZ
     output_rate = OUTPUT_RATE_HZ
 
@@ -142,7 +145,7 @@ class GeminiEngine:
             status = exc.response.status_code
             if status >= 500:
                 raise UpstreamUnavailable(f"Gemini refused the connection (HTTP {status})") from None
-            raise UpstreamClosed(status, f"HTTP {status} at handshake") from None
+            raise _closed(status, f"HTTP {status} at handshake") from None
         except (OSError, ssl.SSLError, InvalidHandshake, ConnectionClosed) as exc:
             raise UpstreamUnavailable(f"cannot reach Gemini ({type(exc).__name__})") from None
         return LiveConnection(context, session)
@@ -164,5 +167,7 @@ def _closed_error(exc: ConnectionClosed) -> UpstreamClosed:
 
 
 def _closed(code: int, reason: str) -> UpstreamClosed:
+    if code == HTTP_TOO_MANY_REQUESTS or any(mark in reason.upper() for mark in _QUOTA_MARKS):
+        return UpstreamQuota(code, reason)
     recoverable = code in _RECOVERABLE_CLOSES or "unavailable" in reason.lower()
     return UpstreamClosed(code, reason, recoverable=recoverable)

@@ -80,6 +80,7 @@ class FakeEngine:
     """Opens :class:`FakeUpstream` sessions; ``refusals`` are raised by the next connects, in order."""
 
     name = "fake"
+    label = "Fake"
     input_rate = 16000
     output_rate = 24000
 
@@ -140,6 +141,13 @@ class Browser:
         while not self._received:
             await self._read_more()
         return self._received.pop(0)
+
+    async def audio(self) -> bytes:
+        """Skip to the next binary frame (model audio)."""
+        while True:
+            message = await asyncio.wait_for(self.next(), WAIT_S)
+            if isinstance(message, bytes):
+                return message
 
     async def event(self, kind: str) -> dict:
         """Skip to the next JSON event of type ``kind``."""

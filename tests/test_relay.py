@@ -231,6 +231,56 @@ def test_goaway_resumes_on_a_new_connection(live_server, emu):
     assert len(sessions) == 2 and sessions[1]["resume_handle"] == sessions[0]["last_handle"]
 
 
+def test_goaway_during_a_reply_lets_it_finish_then_hands_over(live_server, emu):
+    """A GoAway mid-reply does not cut the reply: it plays out whole, then the next session resumes by handle."""
+    with open_client(live_server) as client:
+        client.ready()
+        client.send_json({"type": "text", "text": "こんにちは"})
+        client.wait_type("resumable")
+        client.send_json({"type": "text", "text": "!emu goaway 30"})
+        client.send_json({"type": "text", "text": "御社の課題を教えてください。"})
+        complete = client.wait_type("complete", turn=2)
+        assert complete["full_text"]
+        assert client.wait_type("reconnecting")["reason"] == "go_away"
+        client.wait_type("resumed")
+        client.send_json({"type": "text", "text": "続けましょう"})
+        assert client.wait_type("complete", turn=3)["full_text"]
+        order = [(e["type"], e.get("turn")) for e in client.events if e["type"] in ("complete", "reconnecting")]
+        assert order.index(("reconnecting", None)) > order.index(("complete", 2))  # handed over after the reply
+    first, second = emu.control.sessions()[:2]
+    assert [t["input"] for t in first["turns"] if "課題" in str(t["input"])]  # the old session answered it
+    assert not any(turn["interrupted"] for turn in first["turns"])
+    assert second["resume_handle"] == first["last_handle"]
+
+
+def test_a_stalled_gemini_is_resumed_and_the_conversation_goes_on(make_server, emu):
+    """Gemini falling silent after a turn is noticed: `reconnecting(stall)`, a resumed session, the turn answered."""
+    server = make_server(upstream_stall_s=1.0)
+    with open_client(server) as client:
+        client.ready()
+        client.send_json({"type": "text", "text": "こんにちは"})
+        client.wait_type("resumable")
+        client.send_json({"type": "text", "text": "!emu stall"})
+        client.send_json({"type": "text", "text": "予算について伺えますか？"})
+        assert client.wait_type("reconnecting")["reason"] == "stall"
+        client.wait_type("resumed")
+        client.send_json({"type": "text", "text": "予算について伺えますか？"})
+        assert client.wait_type("complete")["full_text"]
+    stalled, resumed = emu.control.sessions()[:2]
+    assert stalled["stalled"] and resumed["resume_handle"] == stalled["last_handle"]
+
+
+@pytest.mark.parametrize("when", ["handshake", "after_ms"])
+def test_gemini_over_quota_is_upstream_quota(live_server, emu, when):
+    """Gemini refusing for quota, at the handshake or mid-way, is `upstream_quota` in plain words, close 1013."""
+    emu.control.fault_next("quota", when=when, after_ms=300)
+    with open_client(live_server) as client:
+        error = client.wait_type("error")
+        assert error["code"] == "upstream_quota" and error["fatal"]
+        assert "usage limit" in error["message"]
+        assert client.wait_closed().code == 1013
+
+
 def test_dropped_upstream_without_a_handle_ends_the_conversation(live_server, emu):
     """A TCP drop before Gemini gave a resumption handle ends the conversation with an error."""
     with open_client(live_server) as client:
