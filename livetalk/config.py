@@ -49,6 +49,7 @@ class Settings:
     idle_timeout_s: float = 120.0  # no client frame for this long ends it
     upstream_connect_timeout_s: float = 10.0
     ping_interval_s: float = 20.0  # WebSocket pings to the browser; 2.5 intervals without an answer drop it
+    recording_checkpoint_s: float = 30.0  # the recording so far is readable in storage this often
     upstream_stall_s: float = 9.0  # the engine silent this long after the user's turn: resume on a new connection
     # Security.
     allowed_origins: tuple[str, ...] = ()  # empty: same origin only
@@ -103,6 +104,7 @@ class Settings:
             upstream_connect_timeout_s=env.float("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0, low=0.1),
             ping_interval_s=env.float("PING_INTERVAL_SECONDS", 20.0, low=0.05),
             upstream_stall_s=env.float("UPSTREAM_STALL_SECONDS", 9.0, low=0.1),
+            recording_checkpoint_s=env.float("RECORDING_CHECKPOINT_SECONDS", 30.0, low=0.5),
             allowed_origins=env.list("ALLOWED_ORIGINS"),
             trust_forwarded_for=env.int("TRUST_FORWARDED_FOR", 0, low=0, high=10),
             max_sockets_per_ip=env.int("MAX_SOCKETS_PER_IP", 8, low=1),

@@ -183,7 +183,8 @@ class Services:
                      segment: int = 0) -> ConversationRecorder:
         """A recorder for one conversation (no I/O until it receives audio)."""
         return ConversationRecorder(self.storage, session_id=session_id, scenario_id=scenario_id,
-                                    started_at=started_at, segment=segment, pump=self.recording_pump)
+                                    started_at=started_at, segment=segment, pump=self.recording_pump,
+                                    checkpoint_s=self.settings.recording_checkpoint_s)
 
     def write(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run a storage write on the write pool (at most :data:`WRITE_THREADS` at once)."""
