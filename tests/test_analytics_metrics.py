@@ -9,7 +9,6 @@ import re
 import statistics
 import struct
 
-import numpy as np
 import pytest
 
 from livetalk.analytics import (Activity, CorruptWav, Part, Utterance, measure_conversation, measure_upload,

@@ -19,16 +19,6 @@ USER_RATE = 16000
 STARTED = dt.datetime(2025, 3, 10, 9, 0, tzinfo=dt.timezone.utc)
 
 
-class Clock:
-    """A monotonic clock advanced by hand."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def user_frame(amplitude: float = 8000.0, freq: float = 200.0) -> bytes:
     n = int(FRAME_S * USER_RATE)
     return (amplitude * np.sin(2 * np.pi * freq * np.arange(n) / USER_RATE)).astype("<i2").tobytes()
@@ -37,13 +27,13 @@ def user_frame(amplitude: float = 8000.0, freq: float = 200.0) -> bytes:
 @pytest.fixture
 def recorded(tmp_path):
     """A recorded call: reply, answer, reply that the user barges into; what was played, with its known timings."""
-    storage, clock = LocalStorage(tmp_path), Clock()
-    rec = ConversationRecorder(storage, session_id="call-1", scenario_id="sales-ja", started_at=STARTED, clock=clock,
-                               pump=RecordingPump(interval_s=None, io_threads=1))
-    t0, truth = clock.t, {}
+    storage, now = LocalStorage(tmp_path), [100.0]  # a monotonic clock moved by hand
+    rec = ConversationRecorder(storage, session_id="call-1", scenario_id="sales-ja", started_at=STARTED,
+                               clock=lambda: now[0], pump=RecordingPump(interval_s=None, io_threads=1))
+    t0, truth = now[0], {}
 
     def at(seconds: float) -> None:
-        clock.t = t0 + seconds
+        now[0] = t0 + seconds
 
     def model_says(text: str, start_s: float) -> Speech:
         at(start_s)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -143,9 +143,8 @@ class _Segmenter:
         self.open: list[int] | None = None  # [start, end] of the segment still able to grow
         self.segments: list[tuple[int, int]] = []
 
-    def transitions(self, starts: Iterable[int], ends: Iterable[int]) -> None:
+    def transitions(self, starts: list[int], ends: list[int]) -> None:
         """Runs starting at ``starts`` and ending at ``ends`` (absolute frames, in order, alternating)."""
-        starts, ends = list(starts), list(ends)
         if self.run_start is not None and ends and (not starts or ends[0] <= starts[0]):
             self._run(self.run_start, ends.pop(0))
             self.run_start = None
@@ -195,6 +194,8 @@ class StereoVad:
         self._frame_bytes = self.frame * CHANNELS * SAMPLE_BYTES
         self._frame_s = self.frame / self.sample_rate
         self._rise = s.noise_rise_db_per_s * self._frame_s  # dB per frame
+        self._full_scale_db = 10.0 * math.log10(self.frame * FULL_SCALE_SQ)  # a frame's energy at 0 dBFS, in dB
+        self._silent_energy = 10.0 ** ((SILENT_DBFS + self._full_scale_db) / 10.0)
         frames = functools.partial(_to_frames, frame_s=self._frame_s)
         self._segmenters = [_Segmenter(min_run=frames(s.min_run_s), hangover=frames(s.hangover_s),
                                        min_segment=frames(s.min_segment_s)) for _ in ROLES]
@@ -239,18 +240,20 @@ class StereoVad:
         """Frames of shape (n, frame, 2) → per-frame speech flags → runs → segments."""
         level = self._levels(frames)
         index = np.arange(self._frames, self._frames + len(level), dtype=np.float64)
-        floor = self._noise_floor(level, index)
-        voiced = self._hysteresis(level, floor)
-        before = np.vstack((self._voiced, voiced)).astype(np.int8)
-        step = np.diff(before, axis=0)
-        for channel, segmenter in enumerate(self._segmenters):
-            segmenter.transitions((np.flatnonzero(step[:, channel] == 1) + self._frames).tolist(),
-                                  (np.flatnonzero(step[:, channel] == -1) + self._frames).tolist())
+        voiced = self._hysteresis(level, self._noise_floor(level, index))
+        previous = np.concatenate((self._voiced[None, :], voiced[:-1]))
+        rows, channels = np.nonzero(voiced != previous)  # row-major: in time order within each channel
+        if len(rows):
+            edges: list[tuple[list[int], list[int]]] = [([], []) for _ in ROLES]
+            for row, channel, starts in zip(rows.tolist(), channels.tolist(), voiced[rows, channels].tolist()):
+                edges[channel][0 if starts else 1].append(self._frames + row)
+            for segmenter, (starts, ends) in zip(self._segmenters, edges):
+                segmenter.transitions(starts, ends)
         self._voiced = voiced[-1].copy()
         self._frames += len(level)
 
     def _levels(self, frames: np.ndarray) -> np.ndarray:
-        """Per frame and channel, the RMS level in dBFS; shape (n, 2).
+        """Per frame and channel, the RMS level in dBFS (at least :data:`SILENT_DBFS`); shape (n, 2).
 
         Squares are summed in float64: integers below 2**53 add exactly in any order,
         so a frame's level does not depend on the block it came in.
@@ -260,9 +263,8 @@ class StereoVad:
         for c in range(CHANNELS):
             channel[...] = frames[:, :, c]
             energy[:, c] = np.einsum("ij,ij->i", channel, channel)
-        with np.errstate(divide="ignore"):
-            level = 10.0 * np.log10(energy / (self.frame * FULL_SCALE_SQ))
-        return np.maximum(level, SILENT_DBFS)
+        np.maximum(energy, self._silent_energy, out=energy)
+        return 10.0 * np.log10(energy) - self._full_scale_db
 
     def _noise_floor(self, level: np.ndarray, index: np.ndarray) -> np.ndarray:
         """``N_k = min(cap, N_{k-1} + rise, L_k)`` for every frame k, in closed form.
@@ -278,15 +280,18 @@ class StereoVad:
         return np.minimum(s.noise_cap_dbfs, running + ramp)
 
     def _hysteresis(self, level: np.ndarray, floor: np.ndarray) -> np.ndarray:
-        """Per frame and channel, speech or not: loud frames start it, quiet ones end it, others keep it."""
+        """Per frame and channel, speech or not: loud frames start it, quiet ones end it, others keep it.
+
+        A frame is speech when the last frame that started speech comes after the last
+        one that ended it; the previous block's last state stands in as row 0.
+        """
         s = self.settings
         start = level > np.maximum(s.abs_on_dbfs, floor + s.snr_on_db)
         stop = level <= np.maximum(s.abs_off_dbfs, floor + s.snr_off_db)
-        rows = np.arange(len(level))[:, None]
-        decided = np.maximum.accumulate(np.where(start | stop, rows, -1), axis=0)  # last deciding frame
-        keep = decided < 0
-        voiced = np.take_along_axis(start, np.maximum(decided, 0), axis=0)
-        return np.where(keep, self._voiced, voiced)
+        rows = np.arange(1, len(level) + 1)[:, None]
+        last_start = np.maximum.accumulate(np.where(start, rows, np.where(self._voiced, 0, -1)), axis=0)
+        last_stop = np.maximum.accumulate(np.where(stop, rows, np.where(self._voiced, -1, 0)), axis=0)
+        return last_start > last_stop
 
 
 def _to_frames(seconds: float, *, frame_s: float) -> int:
