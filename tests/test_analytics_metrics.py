@@ -168,6 +168,8 @@ def test_recorded_parts_from_meta_and_transcript():
     assert (first.offset_s, first.activity) == (0.0, activity)
     assert [u.text for u in first.utterances] == ["ご予算は？", "未定です。"]
     assert (second.offset_s, second.activity) == (9.0, Activity.silent(2.0))
+    with pytest.raises(ValueError):
+        recorded_part({"duration_s": 1.0}, b"", conversation_start=start)
     metrics = measure_conversation([first, second], language="ja-JP")
     assert metrics["duration_s"] == 11.0
     assert metrics["talk_s"] == {"user": 1.5, "model": 1.0}
@@ -236,8 +238,9 @@ def script_wav(*, rate: int = RATE, bits: int = 16, encoding: str = "pcm", exten
 ])
 def test_uploaded_stereo_wav_gives_timings(rate, bits, encoding, extensible):
     """A stereo WAV upload (left user, right model) of any rate and sample format gives the known timings."""
-    audio = io.BytesIO(script_wav(rate=rate, bits=bits, encoding=encoding, extensible=extensible))
-    metrics = measure_upload(LOG, audio, language="ja-JP")
+    audio = script_wav(rate=rate, bits=bits, encoding=encoding, extensible=extensible)
+    metrics = measure_upload(LOG, io.BytesIO(audio), language="ja-JP")
+    assert measure_upload(LOG, audio, language="ja-JP") == metrics  # bytes in hand measure the same
     assert_known_timings(metrics)
     assert metrics["duration_s"] == pytest.approx(DURATION_S, abs=0.001)
     assert metrics["questions_user"] == KNOWN["questions_user"]

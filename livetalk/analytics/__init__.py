@@ -18,16 +18,22 @@ Exceptions::
      ├─ CorruptWav        claims to be a WAV but is broken (an upload → 415)
      └─ UnsupportedWav    a WAV in an encoding not read here
 
-Wiring (the recorder, at 24 kHz)::
+Wiring. The recorder (one detector per recording, fed on the pump thread)::
 
-    vad = StereoVad(24000)              # per recording
-    vad.feed(block)                     # every block of stereo s16le written to audio.wav
-    meta["activity"] = vad.finish().to_json()
+    self.vad = StereoVad(OUTPUT_RATE)                     # with the recording
+    self.vad.feed(frames)                                 # each stereo block written to audio.wav
+    meta["activity"] = self.vad.finish().to_json()        # in meta.json, at finalisation
 
-and ``POST /feedback``::
+``POST /feedback`` for a recorded conversation (every segment, first one first)::
 
-    measure_conversation([recorded_part(meta, transcript, conversation_start=t0) for …], language=…)
-    measure_upload([Utterance(t.role, t.text) for t in turns], audio_stream, language=…)
+    start = datetime.fromisoformat(metas[0]["started_at"])
+    parts = [recorded_part(meta, transcript, conversation_start=start) for meta, transcript in segments]
+    metrics = measure_conversation(parts, language=scenario.language)
+
+(a recording made before ``activity`` was stored: pass ``activity=wav_activity(stream)``),
+and for an upload (``CorruptWav`` → 415)::
+
+    metrics = measure_upload([Utterance(t.role, t.text) for t in turns], audio, language=scenario.language)
 """
 from __future__ import annotations
 

@@ -56,6 +56,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+import io
 import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -204,8 +205,11 @@ def recorded_part(meta: Mapping[str, Any], transcript: bytes | str, *, conversat
         activity: the segment's speech when measured otherwise (e.g. by :func:`wav_activity`
             on its audio); by default ``meta["activity"]``, or silence when it has no audio.
     """
-    started = dt.datetime.fromisoformat(meta["started_at"])
-    offset = (started - conversation_start).total_seconds()
+    try:
+        started = dt.datetime.fromisoformat(meta["started_at"])
+        offset = (started - conversation_start).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("meta.started_at must be an ISO 8601 time with a UTC offset") from None
     duration = meta.get("duration_s")
     if activity is None and meta.get("activity") is not None:
         activity = Activity.from_json(meta["activity"])
@@ -233,19 +237,21 @@ def wav_activity(stream: BinaryIO, *, settings: VadSettings | None = None,
 # --- the measures ---------------------------------------------------------------------------------
 
 
-def measure_upload(utterances: Sequence[Utterance], audio: BinaryIO | None = None, *, language: str,
+def measure_upload(utterances: Sequence[Utterance], audio: BinaryIO | bytes | None = None, *, language: str,
                    settings: VadSettings | None = None) -> Metrics:
-    """The metrics of an uploaded conversation: its log, and its audio if any.
+    """The metrics of an uploaded conversation: its log, and its audio (bytes or a binary stream) if any.
 
     A stereo WAV (left: user, right: model) gives the timings; any other audio (mono, more
     channels, not a WAV, an encoding not read here) gives none, and neither does no audio:
-    questions, fillers and turns then come from the log alone. The stream is read to its
-    end (seek it back to reuse it).
+    questions, fillers and turns then come from the log alone. A stream is read from its
+    position to its end in blocks (seek it back to reuse it).
 
     Raises :class:`~livetalk.analytics.wavstream.CorruptWav` when the audio claims to be a
     WAV but its structure is broken.
     """
     activity = None
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        audio = io.BytesIO(audio)
     if audio is not None:
         try:
             activity = wav_activity(audio, settings=settings)
