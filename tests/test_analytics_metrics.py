@@ -121,6 +121,30 @@ def test_emulator_replies():
     assert metrics["interruptions"] == {"by_user": 0, "by_model": 0}
 
 
+@pytest.mark.parametrize(("user", "model", "turns", "interruptions", "latency", "monologue"), [
+    # a model turn with a long pause inside is one turn; the user answers its end
+    ([(5.5, 7.0)], [(0.0, 2.0), (3.0, 5.0)], (1, 1), (0, 0), (0.5, None), (1.5, 5.0)),
+    # the model's はい inside the user's speech is a backchannel: no turn, no interruption, no break
+    ([(0.0, 10.0)], [(4.0, 4.5)], (1, 0), (0, 0), (None, None), (10.0, 0.0)),
+    # the user starts during the model's speech and goes on after it: a barge-in, not a latency
+    ([(1.5, 4.0)], [(0.0, 2.0)], (1, 1), (1, 0), (None, None), (2.0, 1.5)),
+    # the model talks over the end of the user's speech and goes on: interrupted by the model
+    ([(0.0, 3.0)], [(2.0, 5.0)], (1, 1), (0, 1), (None, None), (2.0, 2.0)),
+    # the user repeats after a silence with nobody answering: still one turn
+    ([(0.0, 1.0), (4.0, 5.0)], [(6.0, 7.0)], (1, 1), (0, 0), (None, 1.0), (5.0, 1.0)),
+    # ping-pong: latencies are medians per side
+    ([(1.0, 2.0), (3.4, 4.0), (5.2, 6.0)], [(0.0, 0.5), (2.2, 3.0), (4.6, 5.0)], (3, 3), (0, 0), (0.4, 0.4),
+     (1.0, 0.8)),
+])
+def test_turn_taking_rules(user, model, turns, interruptions, latency, monologue):
+    """Turns, interruptions, latencies and monologues follow the documented rules on exact spans."""
+    metrics = measure_conversation([Part(0.0, Activity(tuple(user), tuple(model), 10.0))], language="en-US")
+    assert metrics["turns"] == {"user": turns[0], "model": turns[1]}
+    assert metrics["interruptions"] == {"by_user": interruptions[0], "by_model": interruptions[1]}
+    assert metrics["response_latency_s"] == {"user_p50": latency[0], "model_p50": latency[1]}
+    assert metrics["longest_monologue_s"] == {"user": monologue[0], "model": monologue[1]}
+
+
 def shifted(script, by_s: float):
     return [dataclasses.replace(b, start_s=b.start_s + by_s, end_s=b.end_s + by_s) for b in script]
 
