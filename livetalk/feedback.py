@@ -231,7 +231,8 @@ def _recorded_turns(raw: bytes) -> list[Turn]:
     for line in raw.decode("utf-8", "replace").splitlines():
         try:
             item = json.loads(line)
-            turns.append(Turn(item["role"], item["text"]))
+            if item["role"] in ("user", "model"):  # other lines (an outcome) are not speech
+                turns.append(Turn(item["role"], item["text"]))
         except (ValueError, KeyError, TypeError):
             log.warning("skipping a malformed transcript line")
     return turns

@@ -145,6 +145,7 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
         system_instruction=scenario.system_instruction,
         voice=settings.gemini_voice or scenario.voice,
         vad=scenario.vad,
+        tools=scenario.tools,
         resume_handle=resuming.handle if resuming else None,
     )
     recorder = services.new_recorder(

@@ -156,6 +156,14 @@ class ConversationRecorder:
         """The user barged in: the client dropped its queued model audio now."""
         self._put("interrupt", None, 0)
 
+    def outcome(self, name: str, details: dict) -> None:
+        """The role-play reached an outcome (e.g. ``appointment`` with its date, time and topic)."""
+        self._put("outcome", (str(name), dict(details)), 0)
+
+    def outcome_cancelled(self, name: str) -> None:
+        """An outcome announced earlier was withdrawn."""
+        self._put("outcome", (str(name), None), 0)
+
     def _put(self, kind: str, payload: Any, size: int) -> None:
         # No lock: deque.append is atomic, and each counter has a single writer.
         if self._closed:
@@ -243,13 +251,14 @@ class _RecordingWorker:
         self.open: dict[str, _Utterance] = {}
         self.turns = {"user": 0, "model": 0}
         self.interruptions = 0
+        self.outcome: dict[str, Any] | None = None  # e.g. {"appointment": True, "details": {...}}
         self.voice: tuple[int, int] | None = None  # user speech heard since their last utterance
         self.now = 0
         self._checkpoint_frames = max(int(rec.checkpoint_s * OUTPUT_RATE), 1)
         self._next_checkpoint = self._checkpoint_frames
         self._handlers: dict[str, Callable[[int, Any], None]] = {
             "user": self._on_user, "model": self._on_model, "text": self._on_text,
-            "turn": self._on_turn, "interrupt": self._on_interrupt,
+            "turn": self._on_turn, "interrupt": self._on_interrupt, "outcome": self._on_outcome,
         }
 
     # --- events ----------------------------------------------------------------------------
@@ -306,6 +315,13 @@ class _RecordingWorker:
     def _on_turn(self, now: int, _: None) -> None:
         self._close("user")
         self._close("model")
+
+    def _on_outcome(self, now: int, payload: tuple[str, dict | None]) -> None:
+        name, details = payload
+        self.outcome = {name: True, "details": details} if details is not None else None
+        line = {"role": "outcome", "name": name, "details": details, "cancelled": details is None,
+                "start_ms": ms(now), "end_ms": ms(now)}
+        self.sink.add_line(json.dumps(line, ensure_ascii=False).encode() + b"\n")
 
     def _on_interrupt(self, now: int, _: None) -> None:
         self.interruptions += 1
@@ -383,6 +399,7 @@ class _RecordingWorker:
             "segment": rec.segment,
             "turns": dict(self.turns),
             "interruptions": self.interruptions,
+            "outcome": self.outcome,
             "audio": None if not self.frames_written else {
                 "key": self.sink.key(AUDIO_NAME), "sample_rate": OUTPUT_RATE, "channels": ["user", "model"],
                 "duration_s": round(self.frames_written / OUTPUT_RATE, 3),
