@@ -152,15 +152,17 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
         session_id, scenario.id, segment=segment,
         started_at=dt.datetime.fromtimestamp(started_at, dt.timezone.utc),
     )
+    engine = services.engine()
     return relay.Conversation(
         session_id=session_id,
         setup=setup,
         mode=mode,
         scenario_id=scenario.id,
-        engine=services.engine(),
+        engine=engine,
         policy=services.policy,
         emulated=services.emulated,
         recorder=recorder,
+        observer=services.metrics.observer(engine=engine.name),
         tokens=services.tokens,
         started_at=started_at,
         segment=segment,
