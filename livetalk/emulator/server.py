@@ -1,7 +1,8 @@
-"""The emulator's one TLS port: HTTP/1.1 REST with keep-alive, and the Live WebSocket.
+"""The emulator's one TLS port: HTTP/1.1 REST with keep-alive, the Live WebSocket and OpenAI Realtime.
 
 Each connection is read request by request (h11, see :mod:`http11`); a WebSocket
-upgrade on a Live path leaves the HTTP loop and becomes a :class:`LiveSession`.
+upgrade on a Live path leaves the HTTP loop and becomes a :class:`LiveSession`, one
+on ``/v1/realtime`` goes to the OpenAI Realtime emulator (:mod:`livetalk.emulator.openai`).
 Handshake faults (``reject``, ``hang``, ``quota`` at the handshake) are applied
 here, before a session exists.
 """
@@ -20,6 +21,7 @@ from livetalk.emulator.control import Control, Fault, FaultKind, Moment
 from livetalk.emulator.errors import QUOTA_MESSAGE, RestError
 from livetalk.emulator.http11 import BadRequest, HttpConnection, HttpRequest
 from livetalk.emulator.live import LiveSession
+from livetalk.emulator.openai import RealtimeEndpoint
 from livetalk.emulator.rest import INVALID_KEY, JSON_TYPE, NO_KEY, RestApi, RestResponse
 from livetalk.emulator.websocket import WsConnection, handshake
 from livetalk.emulator.wire import clip_reason
@@ -77,6 +79,7 @@ class EmulatorServer:
         self._connections: set[asyncio.Task[None]] = set()
         self.port = port
         self._rest = RestApi(control, base_url=lambda: f"https://127.0.0.1:{self.port}", api_key=api_key)
+        self._realtime = RealtimeEndpoint(control, api_key=api_key)
 
     async def start(self) -> int:
         """Bind and listen; return the bound port."""
@@ -139,6 +142,9 @@ class EmulatorServer:
     async def _on_websocket(
         self, request: HttpRequest, leftover: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if self._realtime.matches(request.path):
+            await self._realtime.serve(request, leftover, reader, writer)
+            return
         match = LIVE_PATH.search(request.path)
         if match is None:
             await _refuse_handshake(writer, request, 404, f"No Live endpoint at {request.path}.")

@@ -80,11 +80,14 @@ class WsConnection:
             await self._read_once()
         return self._inbox.popleft()
 
-    def send(self, payload: bytes) -> bool:
-        """Send one binary message; False when the connection is no longer open."""
+    def send(self, payload: bytes, *, text: bool = False) -> bool:
+        """Send one binary message (``text``: a text one; ``payload`` is then UTF-8); False once closed."""
         if not self.open:
             return False
-        self._proto.send_binary(payload)
+        if text:
+            self._proto.send_text(payload)
+        else:
+            self._proto.send_binary(payload)
         self.bytes_sent += len(payload)
         self._flush()
         return True
