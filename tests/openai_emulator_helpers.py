@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic
@@ -84,12 +83,12 @@ async def until(conn: AsyncRealtimeConnection, kind: str) -> list[Any]:
             return seen
 
 
-async def events_of(conn: AsyncRealtimeConnection, kind: str) -> AsyncIterator[Any]:
-    """Every event until the connection closes (for fault tests that end in a close)."""
-    async for event in conn:
-        yield event
-        if event.type == kind:
-            return
+async def until_count(conn: AsyncRealtimeConnection, kind: str, count: int) -> list[Any]:
+    """Events up to and including the ``count``-th of type ``kind``."""
+    seen: list[Any] = []
+    while len(of_type(seen, kind)) < count:
+        seen.append(await recv(conn))
+    return seen
 
 
 async def opened(conn: AsyncRealtimeConnection) -> Any:

@@ -14,7 +14,6 @@ import re
 import ssl
 
 import orjson
-from websockets.protocol import State
 
 from livetalk.emulator import http11
 from livetalk.emulator.control import Control, Fault, FaultKind, Moment
@@ -23,7 +22,7 @@ from livetalk.emulator.http11 import BadRequest, HttpConnection, HttpRequest
 from livetalk.emulator.live import LiveSession
 from livetalk.emulator.openai import RealtimeEndpoint
 from livetalk.emulator.rest import INVALID_KEY, JSON_TYPE, NO_KEY, RestApi, RestResponse
-from livetalk.emulator.websocket import WsConnection, handshake
+from livetalk.emulator.websocket import WsConnection, accept, handshake
 from livetalk.emulator.wire import clip_reason
 
 logger = logging.getLogger("livetalk.emulator")
@@ -152,10 +151,8 @@ class EmulatorServer:
         faults = self._control.take_faults()
         if await self._handshake_fault(faults, request, reader, writer):
             return
-        protocol, data = handshake(request)
-        writer.write(data)
-        if protocol.state is not State.OPEN:
-            await writer.drain()
+        protocol = await accept(request, writer)
+        if protocol is None:
             return
         credential = credential_kind(request)
         mode = self._control.take_mode()

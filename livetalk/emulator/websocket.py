@@ -167,6 +167,16 @@ class WsConnection:
                 self._writer.close()  # the protocol's end-of-stream marker
 
 
+async def accept(request: HttpRequest, writer: asyncio.StreamWriter) -> ServerProtocol | None:
+    """Answer the upgrade ``request``: the open protocol, or None once an HTTP error went out (malformed request)."""
+    protocol, data = handshake(request)
+    writer.write(data)
+    if protocol.state is not State.OPEN:
+        await writer.drain()
+        return None
+    return protocol
+
+
 def handshake(request: HttpRequest, *, reject: int | None = None, reject_text: str = "") -> tuple[ServerProtocol, bytes]:
     """Run the opening handshake for ``request`` (``reject``: refuse it with that status and ``reject_text`` JSON).
 

@@ -13,7 +13,6 @@ import logging
 import re
 
 import orjson
-from websockets.protocol import State
 
 from livetalk.emulator import http11
 from livetalk.emulator.control import Control, Fault, FaultKind, Mode, Moment
@@ -22,7 +21,7 @@ from livetalk.emulator.openai import errors
 from livetalk.emulator.openai.errors import RealtimeEventError
 from livetalk.emulator.openai.session import RealtimeSession
 from livetalk.emulator.openai.stats import RealtimeStats
-from livetalk.emulator.websocket import WsConnection, handshake
+from livetalk.emulator.websocket import WsConnection, accept, handshake
 
 logger = logging.getLogger("livetalk.emulator")
 
@@ -54,10 +53,8 @@ class RealtimeEndpoint:
         faults = self._control.take_faults()
         if await self._handshake_fault(faults, request, reader, writer):
             return
-        protocol, data = handshake(request)
-        writer.write(data)
-        if protocol.state is not State.OPEN:
-            await writer.drain()
+        protocol = await accept(request, writer)
+        if protocol is None:
             return
         key = _bearer(request)
         model = request.query.get("model", "")

@@ -24,9 +24,10 @@ from typing import Any
 import orjson
 
 from livetalk.emulator.audio import BARGE_IN_SPEECH_MS, EnergyVad, VadEvent, duration_ms, samples, sum_squares
+from livetalk.emulator import triggers
 from livetalk.emulator.control import Control, Fault, FaultKind, Moment
 from livetalk.emulator.dialogue import input_transcript, transcript_pieces
-from livetalk.emulator.live import STOP_CLOSE_TIMEOUT_S, STOPPING_REASON, TRIGGER_PREFIX
+from livetalk.emulator.live import STOP_CLOSE_TIMEOUT_S, STOPPING_REASON
 from livetalk.emulator.openai import errors, events
 from livetalk.emulator.openai.config import (
     RATE_HZ,
@@ -259,9 +260,11 @@ class RealtimeSession:
 
     def _on_message_item(self, item: dict[str, Any]) -> None:
         text, role = text_of(item), item["role"]
-        if role == "user" and text.startswith(TRIGGER_PREFIX):
+        words = triggers.trigger_words(text) if role == "user" else None
+        if words is not None:
             self._trigger_pending = True
-            self._on_trigger(text[len(TRIGGER_PREFIX) :].split())
+            self._count("trigger")
+            triggers.dispatch(self._triggers, words, session=self.stats.id)
             return
         self.stats.history.append({"id": item["id"], "role": role, "text": text})
         if role == "user":
@@ -422,18 +425,6 @@ class RealtimeSession:
     def _quota(self) -> None:
         self._error(errors.quota_exhausted())
         self._close(1011, QUOTA_CLOSE_REASON)
-
-    def _on_trigger(self, words: list[str]) -> None:
-        self._count("trigger")
-        command = words[0].lower() if words else ""
-        handler = self._triggers.get(command)
-        if handler is None:
-            logger.warning("realtime session %s: unknown or inapplicable trigger %r", self.stats.id, command)
-            return
-        try:
-            handler(words[1:])
-        except ValueError:
-            logger.warning("realtime session %s: bad arguments for trigger %r", self.stats.id, command)
 
     def _trigger_close(self, args: list[str]) -> None:
         self._close(int(args[0]) if args else 1011, " ".join(args[1:]) or Fault.reason)
