@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from openai import AsyncOpenAI
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from livetalk.emulator import Emulator
 from tests.emulator_helpers import (  # noqa: F401  (emu, fresh_control are fixtures)
@@ -129,6 +129,26 @@ def test_session_update_the_ga_service_refuses_gets_an_error_event_and_changes_n
     assert emu.control.sessions()[-1]["errors"] == [body]
 
 
+def test_the_voice_is_fixed_once_the_model_has_spoken(emu):
+    """Before any audio the voice may change; after a spoken reply a different voice is refused (the same is not)."""
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        async with connect(emu) as conn:
+            await opened(conn)
+            early = await configure(conn, audio={"output": {"voice": "cedar"}})
+            await say(conn, "hi")
+            await until(conn, "response.done")
+            await conn.session.update(session={"type": "realtime", "audio": {"output": {"voice": "marin"}}})
+            refused = await recv(conn)
+            same = await configure(conn, audio={"output": {"voice": "cedar"}})
+            return early, refused, same
+
+    early, refused, same = run(scenario())
+    assert early.session.audio.output.voice == "cedar" and same.session.audio.output.voice == "cedar"
+    assert error_of(refused)["code"] == "cannot_update_voice"
+    assert error_of(refused)["param"] == "session.audio.output.voice"
+
+
 # -- voice turns --------------------------------------------------------------------------------
 
 
@@ -171,6 +191,26 @@ def test_voice_turn_with_server_vad_is_transcribed_and_answered_with_24khz_audio
     assert usage.output_token_details.audio_tokens == math.ceil(seconds * 20) and usage.output_token_details.text_tokens
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
     assert of_type(events, "conversation.item.added")[1].previous_item_id == user_item
+
+
+@pytest.mark.parametrize("detection, silence_ms", [
+    ({"type": "semantic_vad", "eagerness": "high"}, 300),
+    ({"type": "server_vad", "silence_duration_ms": 900, "prefix_padding_ms": 0}, 900),
+])
+def test_turn_detection_settings_shape_the_turn(emu, detection, silence_ms):
+    """The configured end-of-turn silence (semantic_vad: by eagerness) decides audio_end_ms."""
+
+    async def scenario() -> list[Any]:
+        async with connect(emu) as conn:
+            await opened(conn)
+            await configure(conn, audio={"input": {"turn_detection": detection}})
+            await send_audio(conn, pcm_tone(400) + pcm_silence(1000))
+            return await until(conn, "response.done")
+
+    events = run(scenario())
+    started, stopped = of_type(events, "input_audio_buffer.speech_started")[0], events[1]
+    assert started.audio_start_ms == 0 and stopped.audio_end_ms == 400 + silence_ms
+    assert events[-1].response.status == "completed"
 
 
 def test_statistics_count_exactly_what_the_client_received(emu):
@@ -445,6 +485,26 @@ def test_refused_sessions_get_an_error_event_then_a_3000_close(api_key, headers,
     assert error_of(error)["code"] == code
     assert closed.rcvd.code == 3000 and closed.rcvd.reason == f"invalid_request_error.{code}"
     assert stats["close_code"] == 3000 and stats["credential"] == ("none" if headers else "bearer")
+
+
+def test_stopping_the_emulator_closes_realtime_sessions_with_1001():
+    """Emulator.stop() ends an open Realtime session at once with 1001 (going away)."""
+    emulator = Emulator(reply_speed=0).start()
+
+    async def scenario() -> ConnectionClosedOK:
+        async with connect(emulator) as conn:
+            await opened(conn)
+            stopping = asyncio.get_running_loop().run_in_executor(None, emulator.stop)
+            with pytest.raises(ConnectionClosedOK) as closed:
+                await recv(conn)
+            await stopping
+            return closed.value
+
+    try:
+        closed = run(scenario())
+    finally:
+        emulator.stop()
+    assert closed.rcvd.code == 1001 and not emulator.running
 
 
 def test_the_sdk_finds_the_emulator_through_environment_variables_alone(emu, monkeypatch):

@@ -107,6 +107,26 @@ def test_with_interrupt_response_off_speech_does_not_cut_the_reply(emu):
     assert newest_session(emu)["interruptions"] == 0
 
 
+def test_truncating_the_reply_still_playing_cancels_it_first(emu):
+    """A truncate of the item being spoken ends its response (client_cancelled), then truncates it."""
+    emu.control.reply_speed = 2.0
+
+    async def scenario() -> list[Any]:
+        async with connect(emu) as conn:
+            await opened(conn)
+            await say(conn, "hello")
+            events = await until_count(conn, "response.output_audio.delta", 10)
+            item_id = of_type(events, "response.output_item.added")[0].item.id
+            await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=200)
+            return events + await until(conn, "conversation.item.truncated")
+
+    events = run(scenario())
+    done = of_type(events, "response.done")[0].response
+    assert done.status == "cancelled" and done.status_details.reason == "client_cancelled"
+    assert types_of(events)[-2:] == ["response.done", "conversation.item.truncated"]
+    assert newest_session(emu)["truncations"][0]["heard"] == "[e"  # 'e' starts at 120 ms, 'm' only at 200 ms
+
+
 def test_response_cancel_stops_the_reply_and_refuses_what_cannot_be_done(emu):
     """response.create during a reply is refused; response.cancel ends it cancelled (client_cancelled); a second
     cancel finds nothing to cancel."""
