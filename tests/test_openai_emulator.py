@@ -322,8 +322,8 @@ def test_text_modality_writes_the_reply_instead_of_speaking_it(emu):
 
     events = run(scenario())
     assert types_of(events) == [
-        "conversation.item.added", "conversation.item.done", "response.created", "rate_limits.updated", "response.output_item.added", "conversation.item.added",
-        "response.content_part.added", "response.output_text.delta", "response.output_text.done",
+        "conversation.item.added", "conversation.item.done", "response.created", "rate_limits.updated",
+        "response.output_item.added", "conversation.item.added", "response.content_part.added", "response.output_text.delta", "response.output_text.done",
         "response.content_part.done", "response.output_item.done", "conversation.item.done", "response.done"]
     text = of_type(events, "response.output_text.done")[0].text
     assert text == '[emulator] I heard "Hi". Please go on.' and joined(events, "response.output_text.delta") == text
@@ -397,6 +397,27 @@ def test_items_can_be_inserted_retrieved_and_deleted(emu):
     assert retrieved.type == "conversation.item.retrieved" and retrieved.item.content[0].text == "first"
     assert deleted.type == "conversation.item.deleted" and deleted.item_id == second.item.id
     assert [item["text"] for item in emu.control.sessions()[-1]["conversation"]] == ["first"]
+
+
+def test_a_seeded_function_call_and_its_output_are_accepted(emu):
+    """A function_call item and its function_call_output from the client (a restored conversation) are added."""
+
+    async def scenario() -> list[Any]:
+        async with connect(emu) as conn:
+            await opened(conn)
+            await conn.conversation.item.create(item={"type": "function_call", "call_id": "call_old",
+                                                      "name": "schedule_meeting", "arguments": "{}"})
+            await conn.conversation.item.create(item={"type": "function_call_output", "call_id": "call_old",
+                                                      "output": '{"ok": true}'})
+            return [await recv(conn) for _ in range(4)]
+
+    events = run(scenario())
+    assert types_of(events) == ["conversation.item.added", "conversation.item.done"] * 2
+    assert events[2].item.type == "function_call_output" and events[2].previous_item_id == events[0].item.id
+    stats = newest_session(emu)
+    assert stats["errors"] == [] and stats["tool_calls"] == []
+    assert stats["tool_responses"] == [{"id": "call_old", "name": "schedule_meeting", "response": {"ok": True},
+                                        "scheduling": None}]
 
 
 # -- bad client events --------------------------------------------------------------------------

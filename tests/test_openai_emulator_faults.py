@@ -105,9 +105,11 @@ def test_drop_fault_cuts_tcp_without_a_close_frame(emu):
 @pytest.mark.parametrize("words, code, reason", [
     ("!emu close 4000 bye for now", 4000, "bye for now"),
     ("!emu quota", 1011, "insufficient_quota"),
+    ("!emu drop", None, None),
 ])
 def test_close_triggers_end_the_session_at_once(emu, words, code, reason):
-    """`!emu close <code> <reason>` and `!emu quota` typed in a user item close the session after its item events."""
+    """`!emu close <code> <reason>`, `!emu quota` and `!emu drop` typed in a user item end the session after its
+    item events (drop: without a close frame)."""
 
     async def scenario() -> tuple[list[Any], ConnectionClosedError]:
         async with connect(emu) as conn:
@@ -116,7 +118,7 @@ def test_close_triggers_end_the_session_at_once(emu, words, code, reason):
             return await closed_after(conn)
 
     seen, closed = run(scenario())
-    assert closed.rcvd.code == code and closed.rcvd.reason == reason
+    assert (closed.rcvd.code, closed.rcvd.reason) == (code, reason) if code else closed.rcvd is None
     assert types_of(seen)[:2] == ["conversation.item.added", "conversation.item.done"]
     if code == 1011:
         assert error_of(seen[-1]) == {"type": "insufficient_quota", "code": "insufficient_quota",

@@ -159,20 +159,23 @@ class Responder:
         self._pending.clear()
 
     def note_output(self, item: Mapping[str, Any]) -> None:
-        """A ``function_call_output`` item, before it is added to the conversation.
+        """A ``function_call_output`` item the client added: its call is answered, and it awaits a response.
 
         Raises:
-            RealtimeEventError: no call with its ``call_id`` is in the conversation.
+            RealtimeEventError: no ``function_call`` with its ``call_id`` is in the conversation.
         """
         call_id, output = item["call_id"], _parsed(item["output"])
+        call = next((entry for entry in self._conversation.items()
+                     if entry["type"] == "function_call" and entry.get("call_id") == call_id), None)
+        if call is None:
+            raise RealtimeEventError(f"Tool call ID '{call_id}' not found in conversation.", code="invalid_value",
+                                     param="item.call_id")
         try:
-            self._calls.answer(tools.FunctionResponse(id=call_id, name=None, response=output, scheduling=None))
+            self._calls.answer(tools.FunctionResponse(id=call_id, name=call["name"], response=output, scheduling=None))
         except ClientProtocolError:
-            calls = (entry for entry in self._conversation.items() if entry["type"] == "function_call")
-            if not any(entry.get("call_id") == call_id for entry in calls):
-                raise RealtimeEventError(f"Tool call ID '{call_id}' not found in conversation.",
-                                         code="invalid_value", param="item.call_id") from None
-        self._stats.tool_responses.append({"id": call_id, "name": None, "response": output, "scheduling": None})
+            pass  # a call the client seeded itself, not one the emulator made
+        self._stats.tool_responses.append({"id": call_id, "name": call["name"], "response": output,
+                                           "scheduling": None})
         self._pending.append(item["id"])
 
     # -- starting and ending ------------------------------------------------------------------------

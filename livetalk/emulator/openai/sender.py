@@ -93,9 +93,11 @@ class EventSender:
             action()
 
     def _write(self, kind: str, payload: bytes) -> None:
-        if self._ws.send(payload, text=True):
-            stats = self._stats
-            stats.messages_out += 1
-            stats.bytes_out += len(payload)
-            counts = stats.server_events
-            counts[kind] = counts.get(kind, 0) + 1
+        if not self._ws.open:
+            return
+        # Counted before the write: the client may read the frame before this thread would count it after.
+        stats = self._stats
+        stats.messages_out += 1
+        stats.bytes_out += len(payload)
+        stats.server_events[kind] = stats.server_events.get(kind, 0) + 1
+        self._ws.send(payload, text=True)

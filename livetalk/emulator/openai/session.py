@@ -360,6 +360,7 @@ class RealtimeSession:
     def _commit(self, item_id: str, seconds: float) -> None:
         """Turn the buffered audio into a user message (transcribed when transcription is on)."""
         self._buffer_ms = 0.0
+        self._trigger_pending = False  # new input: a later response.create answers it
         words = self._heard_next.popleft() if self._heard_next else None
         turn = UserTurn("voice", seconds=round(seconds, 1), text=words)
         item = events.user_audio_item(item_id)
