@@ -16,6 +16,7 @@ from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from livetalk.emulator import Emulator
+from livetalk.emulator.openai.config import apply_update, default_session
 from tests.emulator_helpers import (  # noqa: F401  (emu, fresh_control are fixtures)
     API_KEY,
     LIVE_MODEL,
@@ -594,3 +595,31 @@ def test_plain_http_on_the_realtime_path_is_not_found(emu):
     """A GET without an upgrade on /v1/realtime is a REST 404, not a crash."""
     status, body = http(emu, "GET", "/v1/realtime?model=x")
     assert status == 404 and body["error"]["code"] == 404
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("update, path, expected", [
+    ({"audio": {"output": {"voice": "marin"}}}, ("audio", "input", "transcription"), {"model": "whisper-1"}),
+    ({"audio": {"output": {"voice": "marin"}}}, ("audio", "output", "voice"), "marin"),
+    ({"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 0.8}}}},
+     ("audio", "input", "turn_detection"),
+     {"type": "server_vad", "threshold": 0.8, "prefix_padding_ms": 300, "silence_duration_ms": 500,
+      "idle_timeout_ms": None, "create_response": True, "interrupt_response": True}),
+    ({"audio": {"input": {"turn_detection": None}}}, ("audio", "input", "turn_detection"), None),
+    ({"tools": []}, ("tools",), []),
+    ({"instructions": ""}, ("instructions",), ""),
+    ({"output_modalities": ["text"]}, ("audio", "output", "format"), {"type": "audio/pcm", "rate": 24000}),
+])
+def test_session_updates_merge_audio_key_by_key_and_replace_everything_else(update, path, expected):
+    """Only named keys change: audio objects merge, turn_detection gets the service defaults, null and [] clear."""
+    session = default_session(session_id="sess_x", model=MODEL, expires_at=0)
+    session = apply_update(session, {"type": "realtime", "tools": [SCHEDULE_TOOL], "instructions": "Be kind.",
+                                     "audio": {"input": {"transcription": {"model": "whisper-1"}}}},
+                           audio_sent=False)
+    merged = apply_update(session, {"type": "realtime", **update}, audio_sent=False)
+    value: Any = merged
+    for key in path:
+        value = value[key]
+    assert value == expected
