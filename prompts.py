@@ -27,7 +27,8 @@ class Scenario:
     title: str
     description: str
     language: str
-    voice: str
+    voice: str  # a voice of the scenario's engine
+    engine: str = "gemini"  # "gemini" (Gemini Live) or "openai" (OpenAI Realtime)
     system_instruction: str
     vad: Vad = Vad()
     tools: tuple[Tool, ...] = ()  # functions the AI party may call; their outcomes are recorded
@@ -42,6 +43,7 @@ class Scenario:
             "description": self.description,
             "language": self.language,
             "voice": self.voice,
+            "engine": self.engine,
         }
 
 

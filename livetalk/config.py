@@ -16,6 +16,8 @@ from pathlib import Path
 
 DEFAULT_LIVE_MODEL = "gemini-3.8-live"
 DEFAULT_GRADING_MODEL = "gemini-3.8-flash"
+DEFAULT_OPENAI_REALTIME_MODEL = "gpt-realtime-2"  # OpenAI's GA realtime model (the SDK's own README uses it)
+DEFAULT_OPENAI_GRADING_MODEL = "gpt-5-mini"  # grades when only OPENAI_API_KEY is set
 DEFAULT_PORT = 8080
 
 
@@ -28,6 +30,9 @@ class Settings:
     """The service's settings. Construct with :meth:`from_env` or directly in tests."""
 
     gemini_api_key: str | None = None
+    openai_api_key: str | None = None
+    openai_realtime_model: str = DEFAULT_OPENAI_REALTIME_MODEL
+    openai_grading_model: str = DEFAULT_OPENAI_GRADING_MODEL
     gemini_live_model: str = DEFAULT_LIVE_MODEL
     gemini_grading_model: str = DEFAULT_GRADING_MODEL
     gemini_api_version: str = "v1beta"
@@ -71,8 +76,18 @@ class Settings:
 
     @property
     def emulated(self) -> bool:
-        """True when no API key is configured: the built-in Gemini emulator is used."""
+        """True when no Gemini API key is configured: the built-in Gemini emulator is used."""
         return not self.gemini_api_key
+
+    @property
+    def openai_emulated(self) -> bool:
+        """True when no OpenAI API key is configured: OpenAI scenarios use the built-in emulator."""
+        return not self.openai_api_key
+
+    @property
+    def needs_emulator(self) -> bool:
+        """Whether some engine has no key, so the built-in emulator must run."""
+        return self.emulated or self.openai_emulated
 
     @property
     def storage_kind(self) -> str:
@@ -88,6 +103,9 @@ class Settings:
         env = _Reader(environ)
         return cls(
             gemini_api_key=env.str("GEMINI_API_KEY"),
+            openai_api_key=env.str("OPENAI_API_KEY"),
+            openai_realtime_model=env.str("OPENAI_REALTIME_MODEL") or DEFAULT_OPENAI_REALTIME_MODEL,
+            openai_grading_model=env.str("OPENAI_GRADING_MODEL") or DEFAULT_OPENAI_GRADING_MODEL,
             gemini_live_model=env.str("GEMINI_LIVE_MODEL") or DEFAULT_LIVE_MODEL,
             gemini_grading_model=env.str("GEMINI_GRADING_MODEL") or DEFAULT_GRADING_MODEL,
             gemini_api_version=env.choice("GEMINI_API_VERSION", ("v1", "v1beta", "v1alpha"), "v1beta"),

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from .config import Settings
+from .engines import missing_keys
 
 log = logging.getLogger("livetalk")
 
@@ -49,11 +50,11 @@ class Instance:
             environ["INSTANCE_STATE_DIR"] = str(self.state_dir)
         if self.settings.metrics_enabled:
             self._share_metrics(environ)
-        if self.settings.emulated and not self.settings.emulator_url:
+        if self.settings.needs_emulator and not self.settings.emulator_url:
             base_url, ca_file = self._start_emulator()
             environ["EMULATOR_URL"], environ["EMULATOR_CA_FILE"] = base_url, ca_file
-            log.warning("GEMINI_API_KEY is not set: conversations and grading use the built-in Gemini EMULATOR "
-                        "at %s (replies are synthetic; set GEMINI_API_KEY to talk to Gemini)", base_url)
+            log.warning("%s: the built-in EMULATOR at %s stands in for %s (replies are synthetic)",
+                        missing_keys(self.settings), base_url, _emulated_services(self.settings))
         return self
 
     def _share_metrics(self, environ: dict[str, str] | os._Environ[str]) -> None:
@@ -96,6 +97,12 @@ class Instance:
         if self.state_dir is not None:
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.state_dir = None
+
+
+def _emulated_services(settings: Settings) -> str:
+    names = [name for name, emulated in (("Gemini", settings.emulated), ("OpenAI", settings.openai_emulated))
+             if emulated]
+    return " and ".join(names)
 
 
 def _read_line(process: subprocess.Popen[str], timeout_s: float) -> str:

@@ -18,6 +18,7 @@ MAX_AUDIO_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
 MAX_TEXT_FRAME_BYTES = 32 * 1024  # 4000 chars of JSON-escaped text fit comfortably
 MAX_PING_T_CHARS = 64
+MAX_PLAYED_MS = 60 * 60 * 1000  # a `playback` report beyond an hour of one turn is nonsense
 
 
 class ErrorCode(str, enum.Enum):
@@ -128,7 +129,14 @@ class End:
     pass
 
 
-ClientMessage = TextTurn | AudioEnd | ActivityStart | ActivityEnd | Ping | End
+@dataclasses.dataclass(frozen=True)
+class Playback:
+    """Extension: how much of the current model turn the page has actually played (sent when it flushes)."""
+
+    played_ms: int
+
+
+ClientMessage = TextTurn | AudioEnd | ActivityStart | ActivityEnd | Ping | End | Playback
 
 _NO_FIELD_TYPES = {"audio_end": AudioEnd(), "activity_start": ActivityStart(),
                    "activity_end": ActivityEnd(), "end": End()}
@@ -162,6 +170,8 @@ def parse_text_frame(raw: str) -> ClientMessage:
         return _NO_FIELD_TYPES[kind]
     if kind == "text":
         return _parse_text_turn(obj)
+    if kind == "playback":
+        return _parse_playback(obj)
     if kind == "ping":
         return _parse_ping(obj)
     raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown message type {kind[:40]!r}")
@@ -176,6 +186,13 @@ def _parse_text_turn(obj: dict) -> TextTurn:
     if len(text) > MAX_TEXT_CHARS:
         raise ProtocolError(ErrorCode.TOO_LARGE, f'"text" exceeds {MAX_TEXT_CHARS} characters')
     return TextTurn(text)
+
+
+def _parse_playback(obj: dict) -> Playback:
+    played = obj.get("played_ms")
+    if not isinstance(played, int) or isinstance(played, bool) or not 0 <= played <= MAX_PLAYED_MS:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f'"played_ms" must be a whole number from 0 to {MAX_PLAYED_MS}')
+    return Playback(played)
 
 
 def _parse_ping(obj: dict) -> Ping:

@@ -136,23 +136,22 @@ def _check_ticket(services: Services, token: str | None, scenario_id: str) -> No
 
 def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
                   resuming: ResumeState | None) -> relay.Conversation:
-    settings = services.settings
     session_id = resuming.session_id if resuming else new_session_id()
     started_at = resuming.started_at if resuming else time.time()
     segment = resuming.segment if resuming else 0
+    engine = services.engine(scenario.engine)
     setup = LiveSetup(
-        model=settings.gemini_live_model,
+        model=services.engines.model(scenario.engine),
         system_instruction=scenario.system_instruction,
-        voice=settings.gemini_voice or scenario.voice,
+        voice=services.engines.voice(scenario.engine, scenario.voice),
         vad=scenario.vad,
         tools=scenario.tools,
         resume_handle=resuming.handle if resuming else None,
     )
     recorder = services.new_recorder(
-        session_id, scenario.id, segment=segment,
+        session_id, scenario.id, segment=segment, input_rate=engine.input_rate,
         started_at=dt.datetime.fromtimestamp(started_at, dt.timezone.utc),
     )
-    engine = services.engine()
     return relay.Conversation(
         session_id=session_id,
         setup=setup,
@@ -160,7 +159,7 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
         scenario_id=scenario.id,
         engine=engine,
         policy=services.policy,
-        emulated=services.emulated,
+        emulated=services.engines.emulated(scenario.engine),
         recorder=recorder,
         observer=services.metrics.observer(engine=engine.name),
         tokens=services.tokens,

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -24,6 +23,7 @@ import uvloop
 
 from .admission import Admission
 from .config import Settings
+from .engines import Engines
 from .grading import Grader
 from .limits import LeaseKeeper, create_limit_stores
 from .metrics import create_metrics
@@ -34,7 +34,6 @@ from .signing import TokenSigner
 if TYPE_CHECKING:
     from google import genai
 
-    from .emulator import Emulator
     from .engine import Engine
     from .storage import Storage
 
@@ -74,8 +73,7 @@ class Services:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
-        self._emulator: Emulator | None = None
-        self._client: genai.Client | None = None
+        self.engines = Engines(settings)
         self._storage = storage
         self._writes: ThreadPoolExecutor | None = None
 
@@ -101,77 +99,20 @@ class Services:
         """Run ``coro`` on the relay loop; returns a concurrent Future."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    # --- Gemini ------------------------------------------------------------------------
+    # --- the AI services ------------------------------------------------------------------
 
     @property
     def emulated(self) -> bool:
-        """Whether conversations and grading go to the built-in emulator (no API key)."""
+        """Whether Gemini (conversations of Gemini scenarios and grading) is the built-in emulator."""
         return self.settings.emulated
 
-    def emulator(self) -> Emulator | None:
-        """The embedded emulator (started on first call) in demo mode, unless the instance runs one already."""
-        if not self.settings.emulated or self.settings.emulator_url:
-            return None
-        with self._lock:
-            if self._emulator is None:
-                from .emulator import Emulator
-
-                self._emulator = Emulator(host="127.0.0.1", port=0).start()
-                log.warning(
-                    "GEMINI_API_KEY is not set: using the built-in Gemini EMULATOR at %s "
-                    "(replies are synthetic; set GEMINI_API_KEY to talk to Gemini)",
-                    self._emulator.base_url,
-                )
-            return self._emulator
-
     def genai_client(self) -> genai.Client:
-        """The google-genai client: the real API, or the embedded emulator."""
-        with self._lock:
-            if self._client is not None:
-                return self._client
-        client = self._build_client()
-        with self._lock:
-            if self._client is None:
-                self._client = client
-            return self._client
+        """The google-genai client: the real API, or the emulator."""
+        return self.engines.genai_client()
 
-    def engine(self) -> Engine:
-        """The conversation engine the relay talks to."""
-        from .live import GeminiEngine
-
-        return GeminiEngine(self.genai_client())
-
-    def _build_client(self) -> genai.Client:
-        from google import genai
-        from google.genai import types
-
-        version = self.settings.gemini_api_version
-        endpoint = self._emulator_endpoint()
-        if endpoint is None:
-            # The SDK reads GOOGLE_GEMINI_BASE_URL and SSL_CERT_FILE itself.
-            return genai.Client(
-                api_key=self.settings.gemini_api_key, http_options=types.HttpOptions(api_version=version)
-            )
-        base_url, ca_file = endpoint
-        ctx = ssl.create_default_context(cafile=ca_file)
-        return genai.Client(
-            api_key="emulated-no-key",
-            http_options=types.HttpOptions(
-                base_url=base_url,
-                api_version=version,
-                async_client_args={"ssl": ctx},
-                client_args={"verify": ctx},
-            ),
-        )
-
-    def _emulator_endpoint(self) -> tuple[str, str] | None:
-        """``(base URL, CA file)`` of the emulator in demo mode: the instance's, or an embedded one."""
-        if not self.settings.emulated:
-            return None
-        if self.settings.emulator_url:
-            return self.settings.emulator_url, str(self.settings.emulator_ca_file)
-        emu = self.emulator()
-        return emu.base_url, str(emu.ca_file)
+    def engine(self, name: str = "gemini") -> Engine:
+        """The conversation engine a scenario names."""
+        return self.engines.engine(name)
 
     # --- storage and recording -----------------------------------------------------------
 
@@ -186,11 +127,11 @@ class Services:
             return self._storage
 
     def new_recorder(self, session_id: str, scenario_id: str, *, started_at: dt.datetime,
-                     segment: int = 0) -> ConversationRecorder:
-        """A recorder for one conversation (no I/O until it receives audio)."""
+                     segment: int = 0, input_rate: int = 16000) -> ConversationRecorder:
+        """A recorder for one conversation (no I/O until it receives audio); ``input_rate`` of the user's audio."""
         return ConversationRecorder(self.storage, session_id=session_id, scenario_id=scenario_id,
                                     started_at=started_at, segment=segment, pump=self.recording_pump,
-                                    checkpoint_s=self.settings.recording_checkpoint_s)
+                                    checkpoint_s=self.settings.recording_checkpoint_s, input_rate=input_rate)
 
     def write(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run a storage write on the write pool (at most :data:`WRITE_THREADS` at once)."""
@@ -204,8 +145,7 @@ class Services:
     def warm_up(self) -> None:
         """Start what the first conversation would otherwise wait for."""
         _ = self.loop
-        self.emulator()
-        self.genai_client()
+        self.engines.genai_client()
 
     def begin_drain(self) -> None:
         """Stop taking conversations and end the open ones (safe from a signal handler)."""
@@ -242,8 +182,6 @@ class Services:
         with self._lock:
             writes, self._writes = self._writes, None
             loop, self._loop = self._loop, None
-            emu, self._emulator = self._emulator, None
-            self._client = None
         if writes is not None:
             writes.shutdown(wait=True)
         self.recording_pump.stop(CLOSE_TIMEOUT_S)
@@ -251,8 +189,7 @@ class Services:
             loop.call_soon_threadsafe(loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(timeout=CLOSE_TIMEOUT_S)
-        if emu is not None:
-            emu.stop()
+        self.engines.close()
         self.leases.close()
         self.limit_stores.close()
 

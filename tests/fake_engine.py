@@ -69,6 +69,9 @@ class FakeUpstream:
     async def send_tool_result(self, call_id: str, name: str, result: dict) -> None:
         await self._record("tool_result", (call_id, name, result))
 
+    async def send_playback(self, played_ms: int) -> None:
+        await self._record("playback", played_ms)
+
     async def receive(self) -> list[Event]:
         item = await self._inbox.get()
         if isinstance(item, UpstreamError):

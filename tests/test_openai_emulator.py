@@ -565,8 +565,9 @@ def test_one_port_serves_gemini_live_and_openai_realtime_side_by_side(emu):
 
     said, completed = run(both())
     assert said == '[emulator] I heard "hello openai". Please go on.' and completed
-    engines = sorted(stats["engine"] for stats in emu.control.wait_sessions(2, TIMEOUT_S, closed=True))
-    assert engines == ["gemini", "openai"]
+    # A session of the test before may still be closing: count engines, not sessions.
+    engines = {stats["engine"] for stats in emu.control.wait_sessions(2, TIMEOUT_S, closed=True)}
+    assert engines == {"gemini", "openai"}
 
 
 def test_command_line_emulator_serves_openai_realtime_and_prints_its_base_url():

@@ -20,6 +20,8 @@ from livetalk.protocol import ErrorCode
         ('{"type": "ping", "t": "abc"}', wire.Ping("abc")),
         ('{"type": "ping"}', wire.Ping(None)),
         ('{"type": "end"}', wire.End()),
+        ('{"type": "playback", "played_ms": 1234}', wire.Playback(1234)),
+        ('{"type": "playback", "played_ms": 0}', wire.Playback(0)),
     ],
 )
 def test_valid_client_frames_parse(frame, expected):
@@ -40,6 +42,11 @@ def test_valid_client_frames_parse(frame, expected):
         ('{"type": "text", "text": "   "}', ErrorCode.BAD_REQUEST),
         ('{"type": "ping", "t": {"x": 1}}', ErrorCode.BAD_REQUEST),
         ('{"type": "ping", "t": true}', ErrorCode.BAD_REQUEST),
+        ('{"type": "playback"}', ErrorCode.BAD_REQUEST),
+        ('{"type": "playback", "played_ms": -1}', ErrorCode.BAD_REQUEST),
+        ('{"type": "playback", "played_ms": 1.5}', ErrorCode.BAD_REQUEST),
+        ('{"type": "playback", "played_ms": true}', ErrorCode.BAD_REQUEST),
+        ('{"type": "playback", "played_ms": 99999999999}', ErrorCode.BAD_REQUEST),
         (orjson.dumps({"type": "text", "text": "あ" * 4001}).decode(), ErrorCode.TOO_LARGE),
         ('{"type": "text", "text": "' + "a" * 40000 + '"}', ErrorCode.TOO_LARGE),
     ],

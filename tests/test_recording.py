@@ -206,6 +206,21 @@ def test_checkpoints_make_the_recording_so_far_readable(store, clock, make_recor
     assert read_wav(store, f"{rec.key_prefix}/audio.wav")[0].nframes > params.nframes
 
 
+def test_user_audio_at_24_khz_is_recorded_as_it_is(tmp_path, clock, make_recorder):
+    """For an engine that takes 24 kHz, the user's audio lands on the timeline unchanged and aligned in time."""
+    store = LocalStorage(tmp_path)
+    rec = make_recorder(store, input_rate=24000)
+    for _ in range(50):  # 1 s of a tone at 24 kHz in 20 ms frames
+        clock.tick(0.02)
+        rec.user_audio(tone(0.02, 24000))
+    clock.tick(1.0)
+    assert rec.finalize("end") is not None
+    params, stereo = read_wav(store, f"{rec.key_prefix}/audio.wav")
+    assert params.nframes == pytest.approx(24000 * 1.0, abs=480)
+    assert np.array_equal(stereo[:480, 0], np.frombuffer(tone(0.02, 24000), "<i2"))
+    assert activity(stereo[:, 0]).startswith("#" * 10)
+
+
 def test_finalize_is_idempotent_and_later_events_are_ignored(tmp_path, clock, make_recorder):
     """A second finalize returns the same URI and writes nothing new; events after it are ignored."""
     store = LocalStorage(tmp_path)

@@ -357,3 +357,38 @@ async def test_a_cancelled_call_withdraws_its_outcome():
         withdrawn = await h.browser.event("outcome")
         assert (withdrawn["name"], withdrawn["cancelled"]) == ("appointment", True)
         assert h.recorder.calls[-1] == ("outcome_cancelled", "appointment")
+
+
+# --- barge-in: what the user heard ---------------------------------------------------------
+
+
+@in_loop
+async def test_the_pages_playback_report_tells_the_engine_what_was_heard():
+    """After a barge-in the page's `playback` report reaches the engine, which forgets the unplayed rest."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ModelAudio(bytes(48000)))  # 1 s of model audio sent
+        upstream.push(ev.Interrupted())
+        await h.browser.event("interrupted")
+        await h.browser.send_json({"type": "playback", "played_ms": 420})
+        await h.browser.send_json({"type": "ping"})
+        await h.browser.event("pong")
+        assert [p for kind, p in upstream.sent if kind == "playback"] == [420]
+
+
+@in_loop
+async def test_without_a_report_the_engine_hears_what_was_sent():
+    """A page that never reports gets the relay's own count: the model audio sent in the interrupted turn."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ModelAudio(bytes(48000)), ev.ModelAudio(bytes(24000)))  # 1.5 s sent
+        upstream.push(ev.Interrupted())
+        await h.browser.event("interrupted")
+
+        async def reported() -> list:
+            while not [p for kind, p in upstream.sent if kind == "playback"]:
+                await asyncio.sleep(0.01)
+            return [p for kind, p in upstream.sent if kind == "playback"]
+        assert await asyncio.wait_for(reported(), WAIT_S) == [1500]

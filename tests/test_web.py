@@ -45,11 +45,11 @@ def test_healthz_reports_the_configuration(live_server):
 
 
 def test_scenarios_list_public_fields_only(live_server):
-    """`/scenarios` lists id, title, description, language and voice — never the persona or rubric."""
+    """`/scenarios` lists id, title, description, language, voice and engine — never the persona or rubric."""
     status, _, body = get(live_server.url + "/scenarios")
     assert status == 200
     assert [s["id"] for s in body] == [s.id for s in prompts.SCENARIOS]
-    assert all(set(s) == {"id", "title", "description", "language", "voice"} for s in body)
+    assert all(set(s) == {"id", "title", "description", "language", "voice", "engine"} for s in body)
     assert "佐藤" not in json.dumps(body, ensure_ascii=False)
 
 

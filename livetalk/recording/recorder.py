@@ -27,7 +27,7 @@ from ..storage import Storage
 from ..wav import wav_header
 from .layout import AUDIO_NAME, META_NAME, TRANSCRIPT_NAME, conversation_prefix, segment_prefix
 from .sink import Sink, Snapshot
-from .timeline import CHANNELS, FRAME_BYTES, OUTPUT_RATE, Mixer, frame_at, ms
+from .timeline import CHANNELS, FRAME_BYTES, INPUT_RATE, OUTPUT_RATE, Mixer, frame_at, ms
 
 if TYPE_CHECKING:
     from .pump import RecordingPump
@@ -69,6 +69,7 @@ class ConversationRecorder:
         pump: the :class:`~livetalk.recording.pump.RecordingPump` that processes the events (the process's
             own, owned by :class:`~livetalk.services.Services`).
         queue_budget_bytes: events waiting for the pump beyond this are dropped (and counted).
+        input_rate: the user audio's sample rate in Hz (16000, or 24000 for an engine that takes that).
         checkpoint_s: seconds of conversation between checkpoints (the audio, transcript and ``meta.json``
             so far, readable in storage, marked ``"complete": false``).
 
@@ -89,6 +90,7 @@ class ConversationRecorder:
         pump: RecordingPump,
         queue_budget_bytes: int = QUEUE_BUDGET_BYTES,
         checkpoint_s: float = CHECKPOINT_S,
+        input_rate: int = INPUT_RATE,
     ) -> None:
         self.session_id = session_id
         self.scenario_id = scenario_id
@@ -100,6 +102,7 @@ class ConversationRecorder:
         self._pump = pump
         self._budget = queue_budget_bytes
         self.checkpoint_s = checkpoint_s
+        self.input_rate = input_rate
         # Appended by the relay loop, popped by whoever holds _lock (the pump or finalize).
         self._events: deque[tuple[str, float, Any, int]] = deque()  # kind, time, payload, charge
         self._queued = 0  # bytes ever queued (written by the relay loop only)
@@ -134,9 +137,9 @@ class ConversationRecorder:
 
     # --- called from the relay's event loop: append and return -------------------------------
 
-    def user_audio(self, pcm16k: bytes) -> None:
-        """User speech as it arrives: PCM s16le mono 16 kHz."""
-        self._put("user", bytes(pcm16k), len(pcm16k))
+    def user_audio(self, pcm: bytes) -> None:
+        """User speech as it arrives: PCM s16le mono at the recorder's input rate."""
+        self._put("user", bytes(pcm), len(pcm))
 
     def model_audio(self, pcm24k: bytes) -> None:
         """Model speech as it arrives from upstream: PCM s16le mono 24 kHz."""
@@ -246,7 +249,7 @@ class _RecordingWorker:
     def __init__(self, rec: ConversationRecorder, sink: Sink) -> None:
         self.rec = rec
         self.sink = sink
-        self.mixer = Mixer()
+        self.mixer = Mixer(rec.input_rate)
         self.frames_written = 0
         self.open: dict[str, _Utterance] = {}
         self.turns = {"user": 0, "model": 0}

@@ -144,6 +144,16 @@ class Upsampler:
         return ((2 * weighted + 3) // 6).astype(np.int16)  # weighted / 3, rounded half up
 
 
+class SameRate:
+    """The :class:`Upsampler` interface for user audio already at 24 kHz (an engine that takes 24 kHz)."""
+
+    def counts(self, lengths: list[int]) -> list[int]:
+        return lengths
+
+    def __call__(self, pcm: np.ndarray) -> np.ndarray:
+        return pcm
+
+
 class Mixer:
     """Places user and model audio on one 24 kHz timeline and hands out final stereo blocks.
 
@@ -151,11 +161,13 @@ class Mixer:
     back-to-back chunks (:meth:`flush`), before anything reads the tracks.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, input_rate: int = INPUT_RATE) -> None:
+        if input_rate not in (INPUT_RATE, OUTPUT_RATE):
+            raise ValueError(f"user audio must be {INPUT_RATE} or {OUTPUT_RATE} Hz, not {input_rate}")
         self.committed = 0
         self.user, self.model = Track(_USER_LIMIT), Track(_MODEL_LIMIT)
         self.user_cursor = self.model_cursor = 0
-        self.upsample = Upsampler()
+        self.upsample = Upsampler() if input_rate == INPUT_RATE else SameRate()
         self.dropped_model = 0  # frames beyond the look-ahead window
         self._staged = np.zeros(0, dtype=np.int16)  # this batch's user audio, upsampled
         self._chunks: Iterator[tuple[int, bool]] = iter(())  # (samples, loud) per staged user chunk

@@ -35,6 +35,8 @@ from .upstream import UpstreamLink
 
 log = logging.getLogger("livetalk.relay")
 
+PLAYBACK_REPORT_WAIT_S = 0.5  # after a barge-in, the page's `playback` report is awaited this long
+
 
 class Phase(enum.Enum):
     CONNECTING = "connecting"
@@ -93,6 +95,8 @@ class Conversation:
         self._user = Utterance()
         self._model = Utterance()
         self._turn_text = ""  # the model's whole turn so far, for `complete`
+        self._turn_audio_bytes = 0  # model audio of this turn sent to the browser
+        self._playback_due: asyncio.TimerHandle | None = None  # waiting for the page's `playback` report
         self._last_client_frame = time.monotonic()
         self._warned_limit = False
         self._finalize_timeout: float | None = None
@@ -256,6 +260,13 @@ class Conversation:
     def _on_ping(self, msg: wire.Ping) -> None:
         self._browser.send_text(wire.pong(msg.t))
 
+    def _on_playback(self, msg: wire.Playback) -> None:
+        """The page says how much of the interrupted turn it played: the engine forgets the rest."""
+        if self._playback_due is not None:
+            self._playback_due.cancel()
+            self._playback_due = None
+            self._link.send("playback", msg.played_ms)
+
     def _on_end(self, _msg: wire.End) -> None:
         self._finish(None, "", Close.NORMAL, reason="end")
 
@@ -279,6 +290,7 @@ class Conversation:
         self._close_utterance("user")
         self._model.open = True
         self.stats.bytes_down += len(event.pcm)
+        self._turn_audio_bytes += len(event.pcm)
         self._recorder.model_audio(event.pcm)
         if self.mode is Mode.VOICE:
             self._browser.send_bytes(event.pcm)
@@ -317,6 +329,17 @@ class Conversation:
         self._browser.send_text(wire.INTERRUPTED)
         self._close_utterance("model")
         self._turn_text = ""
+        # Until the page reports what it played, what was sent is the best estimate of what was heard.
+        sent_ms = self._turn_audio_bytes * 1000 // (2 * self._engine.output_rate)
+        if self._playback_due is not None:
+            self._playback_due.cancel()
+        self._playback_due = asyncio.get_running_loop().call_later(
+            PLAYBACK_REPORT_WAIT_S, self._playback_unreported, sent_ms)
+        self._turn_audio_bytes = 0
+
+    def _playback_unreported(self, sent_ms: int) -> None:
+        self._playback_due = None
+        self._link.send("playback", sent_ms)
 
     def _on_turn_complete(self, event: ev.TurnComplete) -> None:
         self.stats.turns += 1
@@ -326,6 +349,7 @@ class Conversation:
         self._recorder.turn_complete()
         self._browser.send_text(wire.complete(self._turn_text, self.stats.turns))
         self._turn_text = ""
+        self._turn_audio_bytes = 0
 
     def _on_usage(self, event: ev.Usage) -> None:
         self._add_usage(event.usage)
@@ -424,6 +448,8 @@ class Conversation:
         self.phase = Phase.ENDING
         if self._ticker_task is not None:
             self._ticker_task.cancel()
+        if self._playback_due is not None:
+            self._playback_due.cancel()
         closing = asyncio.ensure_future(self._link.close())
         self._close_utterance("user")
         self._close_utterance("model")
@@ -483,4 +509,5 @@ _CLIENT_HANDLERS: dict[type, Callable[[Conversation, Any], None]] = {
     wire.ActivityEnd: Conversation._on_activity_end,
     wire.Ping: Conversation._on_ping,
     wire.End: Conversation._on_end,
+    wire.Playback: Conversation._on_playback,
 }

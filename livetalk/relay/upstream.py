@@ -107,7 +107,7 @@ class UpstreamLink:
 
     def send(self, kind: str, payload: Any = None) -> bool:
         """Queue a frame for the engine (``audio``, ``text``, ``audio_end``, ``activity_start``, ``activity_end``,
-        ``tool_result`` with ``(call id, name, result)``).
+        ``tool_result`` with ``(call id, name, result)``, ``playback`` with the ms the user heard).
 
         Returns False, and queues nothing, when ``audio`` would exceed the backlog held during a replacement.
         """
@@ -272,6 +272,10 @@ async def _send_tool_result(conn: Upstream, payload: tuple[str, str, dict]) -> N
     await conn.send_tool_result(*payload)
 
 
+async def _send_playback(conn: Upstream, played_ms: int) -> None:
+    await conn.send_playback(played_ms)
+
+
 _SENDERS = {
     "audio": _send_audio,
     "text": _send_text,
@@ -279,4 +283,5 @@ _SENDERS = {
     "activity_start": _send_activity_start,
     "activity_end": _send_activity_end,
     "tool_result": _send_tool_result,
+    "playback": _send_playback,
 }
