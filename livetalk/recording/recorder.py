@@ -68,6 +68,8 @@ class ConversationRecorder:
         pump: the :class:`~livetalk.recording.pump.RecordingPump` that processes the events (the process's
             own, owned by :class:`~livetalk.services.Services`).
         queue_budget_bytes: events waiting for the pump beyond this are dropped (and counted).
+        learner_id: who opened the conversation (see :mod:`livetalk.identity`), kept in ``meta.json`` and
+            the session index so that only they can read it back; None: nobody in particular.
 
     Every method but :meth:`finalize` is non-blocking and meant for the relay's event-loop
     thread (one thread: they are not meant to be called from several at once).
@@ -85,8 +87,10 @@ class ConversationRecorder:
         segment: int = 0,
         pump: RecordingPump,
         queue_budget_bytes: int = QUEUE_BUDGET_BYTES,
+        learner_id: str | None = None,
     ) -> None:
         self.session_id = session_id
+        self.learner_id = learner_id
         self.scenario_id = scenario_id
         self.started_at = started_at if started_at.tzinfo else started_at.replace(tzinfo=dt.timezone.utc)
         self._prefix = segment_prefix(conversation_prefix(session_id, self.started_at), segment)
@@ -355,6 +359,7 @@ class _RecordingWorker:
         return {
             "session_id": rec.session_id,
             "scenario_id": rec.scenario_id,
+            "learner_id": rec.learner_id,
             "started_at": rec.started_at.isoformat(),
             "ended_at": (rec.started_at + dt.timedelta(seconds=elapsed)).isoformat(),
             "duration_s": round(elapsed, 3),
@@ -374,7 +379,7 @@ class _RecordingWorker:
         """The ``sessions/<id>.json`` entry (segment 0 only)."""
         if meta is None or self.rec.segment:
             return None
-        index = {k: meta[k] for k in ("session_id", "scenario_id", "started_at", "ended_at")}
+        index = {k: meta[k] for k in ("session_id", "scenario_id", "learner_id", "started_at", "ended_at")}
         index.update(prefix=self.rec.key_prefix, audio=meta["audio"] and meta["audio"]["key"],
                      transcript=self.sink.key(TRANSCRIPT_NAME), meta=self.sink.key(META_NAME))
         return index
