@@ -1,4 +1,4 @@
-"""The app's routes: the page, ``/healthz``, ``/scenarios``, ``POST /session``; the socket and ``/feedback``.
+"""The app's routes: the pages, ``/healthz``, ``/scenarios``, ``POST /session``; the socket, ``/feedback``, ``/api``.
 
 Every response carries the security headers (:mod:`livetalk.headers`); every error a client can cause is
 a JSON body ``{"error": {"code", "message"}}`` with a 4xx status, and an unexpected failure a 500 without
@@ -15,6 +15,8 @@ from werkzeug.exceptions import HTTPException
 import prompts
 
 from . import __version__, httpguard
+from .api import api_bp
+from .auth import init_auth, refresh_cookie
 from .feedback import feedback_bp
 from .headers import security_headers
 from .logs import TraceContextMiddleware
@@ -31,13 +33,18 @@ def init_app(app: Flask, services: Services) -> None:
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
+    init_auth(app, services)
     app.register_blueprint(feedback_bp)
+    app.register_blueprint(api_bp)
     init_socket(app, services)
 
     @app.get("/")
     def index():
-        return render_template("index.html", emulated=services.emulated,
-                               version=services.settings.version or __version__)
+        return _page("index.html", services)
+
+    @app.get("/history")
+    def history():
+        return _page("history.html", services)
 
     @app.get("/healthz")
     def healthz():
@@ -58,6 +65,13 @@ def init_app(app: Flask, services: Services) -> None:
     @app.post("/session")
     def new_session():
         return _mint_ticket(services)
+
+
+def _page(template: str, services: Services):
+    """A page; an anonymous learner's cookie is (re)set with it."""
+    refresh_cookie()
+    return render_template(template, emulated=services.emulated, anonymous=services.settings.auth_mode == "anonymous",
+                           version=services.settings.version or __version__)
 
 
 def _security_headers(response):
