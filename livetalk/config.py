@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class Settings:
     auth_mode: str = "anonymous"  # "anonymous" (a signed cookie) or "iap" (Identity-Aware Proxy's assertion)
     iap_audience: str | None = None  # required with auth_mode "iap"
     iap_keys_url: str = IAP_KEYS_URL
-    admin_emails: tuple[str, ...] = ()  # IAP learners with the operator view
+    admin_emails: tuple[str, ...] = ()  # IAP learners with the operator view (lower case)
     learner_max_concurrent: int = 2  # conversations one learner may hold at once
     learner_daily_s: float = 3600.0  # conversation seconds per learner per UTC day
     version: str | None = None  # the deployed revision (APP_VERSION, or Cloud Run's K_REVISION)
@@ -136,7 +137,8 @@ def _learner_settings(env: _Reader) -> dict[str, object]:
         "auth_mode": auth_mode,
         "iap_audience": audience,
         "iap_keys_url": env.str("IAP_KEYS_URL") or IAP_KEYS_URL,
-        "admin_emails": tuple(e.lower() for e in env.list("ADMIN_EMAILS")),
+        # Spaces separate too: Cloud Run deploy tooling splits KEY=VALUE lists at commas.
+        "admin_emails": tuple(e.lower() for e in re.split(r"[\s,]+", env.str("ADMIN_EMAILS") or "") if e),
         "learner_max_concurrent": env.int("LEARNER_MAX_CONCURRENT", 2, low=1),
         "learner_daily_s": env.float("LEARNER_DAILY_SECONDS", 3600.0, low=1),
     }
