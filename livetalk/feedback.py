@@ -228,7 +228,7 @@ def _from_session(services):
         raise FeedbackError(400, "empty_conversation", "the recorded conversation has nothing to grade")
     writes = {"log": _done(storage.uri(entry["transcript"])),
               "audio": _done(storage.uri(entry["audio"]) if entry.get("audio") else None)}
-    job = _Job(session_id, scenario, _request_folder(entry["prefix"]), turns, recording, owner)
+    job = _Job(session_id, scenario, _request_folder(entry["prefix"]), turns, recording, owner, entry)
     return _grade_and_store(services, job, writes)
 
 
@@ -267,6 +267,7 @@ class _Job:
     turns: list[Turn]
     recording: Recording | None
     owner: str | None = None  # the learner whose history gets the grade
+    pointer: dict[str, Any] | None = None  # the recording's session index entry
 
 
 def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
@@ -327,7 +328,7 @@ def _file_grade(services, job: _Job, evaluation: dict[str, Any]) -> None:
     """Put the grade in the owner's history (a failure there leaves the answer as it is)."""
     try:
         services.learner_index().record_grade(job.owner, job.session_id, evaluation,
-                                              graded_at=_utcnow().isoformat())
+                                              graded_at=_utcnow().isoformat(), pointer=job.pointer)
     except StorageError:
         log.warning("the grade of %s could not be put in its learner's history", job.session_id)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .learners import LearnerIndex
 from .ranges import Part, Span
-from .recording import AUDIO_NAME, META_NAME, TRANSCRIPT_NAME, find_recording, index_key
+from .recording import AUDIO_NAME, META_NAME, TRANSCRIPT_NAME, check_session_id, find_recording, index_key
 from .storage import ObjectNotFound
 from .wav import wav_header
 
@@ -91,10 +91,13 @@ def find(storage: Storage, session_id: str, *, learner: Learner | None = None) -
 
     Raises ValueError for an id that cannot be a session id.
     """
-    pointer = find_recording(storage, session_id)
-    if pointer is not None:
-        owner = pointer.get("learner_id")
-        prefix = str(pointer["prefix"])
+    try:
+        pointer = find_recording(storage, session_id)
+    except ValueError:  # not JSON: unreadable, so as good as absent (an id that is not one raises above)
+        check_session_id(session_id)
+        pointer = None
+    if pointer is not None and isinstance(pointer, dict) and isinstance(pointer.get("prefix"), str):
+        owner, prefix = pointer.get("learner_id"), pointer["prefix"]
     else:
         entry = LearnerIndex(storage).read(learner.id, session_id) if learner is not None else None
         if entry is None or not isinstance(entry.get("prefix"), str):

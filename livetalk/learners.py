@@ -43,7 +43,7 @@ LEARNERS: Final = "learners"
 DEFAULT_PAGE: Final = 20
 MAX_PAGE: Final = 100
 MAX_SCAN_READS: Final = 500  # entries one admin search reads at most before it hands back a cursor
-PUBLISH_WAIT_S: Final = 30.0  # a recording still publishing after a drain's timeout is filed when done
+PUBLISH_WAIT_S: Final = 10.0  # a recording still publishing after a drain's timeout is filed if done by then
 ENTRY_FIELDS: Final = ("session_id", "scenario", "started_at", "duration_s", "score", "outcome",
                        "talk_share_user", "graded_at")  # what the API shows of an entry
 
@@ -123,9 +123,15 @@ class LearnerIndex:
         return entry
 
     def record_grade(self, learner_id: str, session_id: str, evaluation: dict[str, Any], *,
-                     graded_at: str) -> bool:
-        """Put a grade (``evaluation`` as ``POST /feedback`` returns it) in the entry; False if there is none."""
+                     graded_at: str, pointer: dict[str, Any] | None = None) -> bool:
+        """Put a grade (``evaluation`` as ``POST /feedback`` returns it) in the entry; False if there is none.
+
+        With the conversation's session index entry (``pointer``), a missing entry (its filing failed)
+        is made from the recording's ``meta.json`` first.
+        """
         entry = self.read(learner_id, session_id)
+        if entry is None and pointer is not None:
+            entry = self._refile(learner_id, pointer)
         if entry is None:
             return False
         metrics = evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {}
@@ -135,6 +141,16 @@ class LearnerIndex:
             entry["outcome"] = evaluation["outcome"]
         self._write(learner_id, session_id, entry)
         return True
+
+    def _refile(self, learner_id: str, pointer: dict[str, Any]) -> dict[str, Any] | None:
+        meta_key, prefix = pointer.get("meta"), pointer.get("prefix")
+        if not (isinstance(meta_key, str) and isinstance(prefix, str)):
+            return None
+        try:
+            meta = json.loads(self.storage.read(meta_key))
+        except (ObjectNotFound, ValueError):
+            return None
+        return self.record_segment(learner_id, meta, prefix=prefix) if isinstance(meta, dict) else None
 
     def remove(self, learner_id: str, session_id: str) -> None:
         """Delete the entry (nothing happens if there is none)."""
@@ -275,6 +291,8 @@ class IndexedRecording:
         except (StorageError, ValueError, KeyError) as exc:
             log.warning("conversation %s could not be filed in its learner's history: %s",
                         recorder.session_id, type(exc).__name__)
+        except Exception:  # the boundary: the recording is stored whatever happens to its index entry
+            log.exception("filing conversation %s in its learner's history failed", recorder.session_id)
 
     def _owner(self, storage: Storage) -> str:
         pointer = find_recording(storage, self._recorder.session_id) or {}

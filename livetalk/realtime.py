@@ -126,8 +126,13 @@ def _admit(services: Services, ip: str, holder: str, learner: Learner) -> relay.
     except QuotaExceeded as exc:
         services.admission.release_socket(ip, holder)
         raise ProtocolError(ErrorCode.QUOTA_EXCEEDED, exc.message) from None
-    return _conversation(services, scenario, mode, resuming, session_id=session_id, learner=learner,
-                         allowance_s=allowance_s)
+    try:
+        return _conversation(services, scenario, mode, resuming, session_id=session_id, learner=learner,
+                             allowance_s=allowance_s)
+    except BaseException:  # nothing will release what was taken: give it back now
+        services.quotas.release(learner.id, session_id)
+        services.admission.release_socket(ip, holder)
+        raise
 
 
 def _resume_state(services: Services, token: str | None) -> ResumeState | None:

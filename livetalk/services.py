@@ -201,7 +201,8 @@ class Services:
         return LearnerIndex(self.storage, submit=self.write)
 
     def write(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """Run a storage write on the write pool (at most :data:`WRITE_THREADS` at once)."""
+        """Run a storage call on the write pool (at most :data:`WRITE_THREADS` at once): feedback uploads,
+        a page of index entries read in parallel, a recording filed after a drain."""
         with self._lock:
             if self._writes is None:
                 self._writes = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="feedback-write")

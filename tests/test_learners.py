@@ -115,6 +115,27 @@ def test_a_grade_is_put_in_the_entry(store, record):
     assert not index.record_grade(BOB.id, sid(1), evaluation, graded_at="x")
 
 
+def test_a_grade_refiles_a_conversation_whose_entry_is_missing(store, record):
+    """If filing failed, the grade rebuilds the entry from the recording's meta through its session index."""
+    record(store, sid(1), ALICE)
+    index = LearnerIndex(store)
+    index.remove(ALICE.id, sid(1))
+    pointer = find_recording(store, sid(1))
+    assert index.record_grade(ALICE.id, sid(1), {"score": 64}, graded_at="x", pointer=pointer)
+    entry = index.read(ALICE.id, sid(1))
+    assert entry["score"] == 64.0 and entry["scenario"] == "sales-ja" and entry["duration_s"] > 0
+
+
+def test_an_unreadable_session_index_is_as_good_as_absent(store, record):
+    """A session index that is not JSON does not break reading: the owner still finds theirs by their entry."""
+    record(store, sid(1), ALICE)
+    store.replace(index_key(sid(1)), b"{not json", "application/json")
+    assert history.find(store, sid(1)) is None
+    assert history.find(store, sid(1), learner=ALICE).owner == ALICE.id
+    with pytest.raises(ValueError):
+        history.find(store, "../etc")
+
+
 # --- listing -------------------------------------------------------------------------------------
 
 

@@ -147,3 +147,38 @@ def test_a_learner_over_their_limit_is_told_plainly(make_server, open_page):
             expect(page.get_by_test_id("error")).to_contain_text(re.compile("練習の上限"))
     finally:
         jar.close()
+
+
+def test_an_administrator_searches_every_learners_conversations(make_server, open_page, new_browser, key_server,
+                                                                 iap_key, emu):
+    """Behind IAP an administrator filters everyone's conversations by learner and opens one in the same detail."""
+    import time
+
+    from livetalk.identity import IAP_HEADER
+    from tests.iap_helpers import AUDIENCE, iap_claims
+
+    def token(sub: str, email: str) -> str:
+        return iap_key.assertion(iap_claims(time.time(), sub=sub, email=email))
+
+    server = make_server(auth_mode="iap", iap_audience=AUDIENCE, iap_keys_url=key_server.url,
+                         admin_emails=("boss@example.com",))
+    alice = new_browser(server.url, headers={IAP_HEADER: token("accounts.google.com:1", "alice@example.com")})
+    bob = new_browser(server.url, headers={IAP_HEADER: token("accounts.google.com:2", "bob@example.com")})
+    alice.converse("アリスです。")
+    bobs = bob.converse("ボブです。")
+    page = open_page(None)
+    page.set_extra_http_headers({IAP_HEADER: token("accounts.google.com:3", "boss@example.com")})
+    open_history(page, server.url)
+    expect(page.get_by_test_id("learner-note")).to_have_count(0)  # not an anonymous learner
+    filters = page.get_by_test_id("admin-filters")
+    expect(filters).to_be_visible()
+    filters.locator('input[name="learner"]').fill("BOB@example.com")
+    filters.locator('button[type="submit"]').click()
+    items = page.get_by_test_id("history").locator("li")
+    expect(items).to_have_count(1)
+    expect(items.first).to_have_attribute("data-session-id", bobs)
+    expect(items.first).to_contain_text("bob@example.com")
+    items.first.locator("a").click()
+    expect(page.get_by_test_id("detail").locator(".detail-transcript li").first).to_contain_text("ボブです。")
+    page.locator("#admin-mine").click()
+    expect(items).to_have_count(0)
