@@ -17,7 +17,9 @@ How a conversation is counted:
   process a slot is given back when the last socket of its conversation ends.
 * **Seconds** are counted when a socket's conversation ends, by the relay's own clock (from the
   moment the relay took the socket to its teardown, reconnects to Gemini included once), and are
-  added to the day the socket ended on (UTC). A resumed segment adds only its own seconds.
+  added to the day the socket ended on (UTC). A resumed segment adds only its own seconds, and a resumed
+  conversation is one conversation. (A socket whose client vanished without a close counts until the
+  relay notices, at most its dead-peer time; if the client resumed meanwhile, that overlap counts twice.)
 * A conversation admitted with less than the day's allowance left is capped at what is left
   (the relay's whole-conversation cap), so it ends when the allowance runs out. Conversations held
   at once each get the allowance left when they started, so a learner may overshoot the day by at
