@@ -7,7 +7,8 @@
   without the cookie is a new learner too (its ``101`` answer cannot set one).
 * ``AUTH_MODE=iap``: every request, static files and sockets included, must carry a valid
   ``X-Goog-IAP-JWT-Assertion``; :func:`init_auth` checks it before any route runs, so a refused socket
-  never gets its upgrade. Refusals are ``401`` JSON errors (``503`` while IAP's key set cannot be
+  never gets its upgrade. The one exception is ``/metrics``, which guards itself (off unless enabled,
+  and by default answered only to a scraper on this instance, which never comes through IAP). Refusals are ``401`` JSON errors (``503`` while IAP's key set cannot be
   fetched). Administrators are IAP learners whose email is in ``ADMIN_EMAILS``.
 
 Neither the cookie nor the assertion is ever logged: only why one was refused.
@@ -101,8 +102,12 @@ def _identify(services: Services) -> Identified:
         raise Unauthenticated(exc.reason) from None
 
 
+SELF_GUARDED_ENDPOINTS = frozenset({"metrics"})  # off by default and served to this instance only: never via IAP
+
+
 def _require_iap() -> None:
-    current_learner()
+    if request.endpoint not in SELF_GUARDED_ENDPOINTS:
+        current_learner()
 
 
 def _set_cookie(response):

@@ -45,6 +45,7 @@ class Settings:
     emulator_url: str | None = None  # an emulator already running for this instance (demo mode)
     emulator_ca_file: str | None = None  # the CA certificate that emulator's TLS is signed with
     gunicorn_threads: int = 100  # request threads per worker process
+    event_loop: str = "uvloop"  # the relay's event loop: "uvloop" (libuv) or "asyncio" (the standard one)
     # Conversation limits.
     max_sessions: int = 160  # concurrent conversations per instance (all workers together)
     session_max_s: float = 15 * 60.0  # whole-conversation cap
@@ -52,6 +53,8 @@ class Settings:
     idle_timeout_s: float = 120.0  # no client frame for this long ends it
     upstream_connect_timeout_s: float = 10.0
     ping_interval_s: float = 20.0  # WebSocket pings to the browser; 2.5 intervals without an answer drop it
+    recording_checkpoint_s: float = 30.0  # the recording so far is readable in storage this often
+    upstream_stall_s: float = 9.0  # the engine silent this long after the user's turn: resume on a new connection
     # Security.
     allowed_origins: tuple[str, ...] = ()  # empty: same origin only
     trust_forwarded_for: int = 0  # how many proxies in X-Forwarded-For to trust
@@ -70,6 +73,10 @@ class Settings:
     admin_emails: tuple[str, ...] = ()  # IAP learners with the operator view (lower case)
     learner_max_concurrent: int = 2  # conversations one learner may hold at once
     learner_daily_s: float = 3600.0  # conversation seconds per learner per UTC day
+    # Metrics (GET /metrics, Prometheus text format).
+    metrics_enabled: bool = False  # off: a public service exposes nothing
+    metrics_local_only: bool = True  # served only to this instance itself (a sidecar on localhost)
+    metrics_dir: Path | None = None  # where gunicorn's workers share their values (set by the master)
     version: str | None = None  # the deployed revision (APP_VERSION, or Cloud Run's K_REVISION)
 
     @property
@@ -105,12 +112,15 @@ class Settings:
             emulator_url=env.str("EMULATOR_URL"),
             emulator_ca_file=env.str("EMULATOR_CA_FILE"),
             gunicorn_threads=env.int("GUNICORN_THREADS", 100, low=1),
+            event_loop=env.choice("EVENT_LOOP", ("uvloop", "asyncio"), "uvloop", lower=True),
             max_sessions=env.int("MAX_SESSIONS", 160, low=1),
             session_max_s=env.float("SESSION_MAX_SECONDS", 15 * 60.0, low=1),
             session_warning_s=env.float("SESSION_WARNING_SECONDS", 60.0, low=0),
             idle_timeout_s=env.float("IDLE_TIMEOUT_SECONDS", 120.0, low=1),
             upstream_connect_timeout_s=env.float("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0, low=0.1),
             ping_interval_s=env.float("PING_INTERVAL_SECONDS", 20.0, low=0.05),
+            upstream_stall_s=env.float("UPSTREAM_STALL_SECONDS", 9.0, low=0.1),
+            recording_checkpoint_s=env.float("RECORDING_CHECKPOINT_SECONDS", 30.0, low=0.5),
             allowed_origins=env.list("ALLOWED_ORIGINS"),
             trust_forwarded_for=env.int("TRUST_FORWARDED_FOR", 0, low=0, high=10),
             max_sockets_per_ip=env.int("MAX_SOCKETS_PER_IP", 8, low=1),
@@ -122,6 +132,9 @@ class Settings:
             max_request_bytes=env.int("MAX_REQUEST_BYTES", 64 * 1024 * 1024, low=1024),
             redis_url=env.str("REDIS_URL"),
             **_learner_settings(env),
+            metrics_enabled=env.bool("METRICS_ENABLED", False),
+            metrics_local_only=env.bool("METRICS_LOCAL_ONLY", True),
+            metrics_dir=env.path("PROMETHEUS_MULTIPROC_DIR"),  # prometheus_client reads it too
             version=env.str("APP_VERSION") or env.str("K_REVISION"),
         )
 

@@ -7,15 +7,16 @@ never asks which engine it has. Gemini Live is :mod:`livetalk.live`; tests can p
 Events (what an upstream's :meth:`Upstream.receive` returns), in the order a client should act on them:
 :class:`ModelAudio`, :class:`ModelText`, :class:`Transcription`, :class:`Interrupted`,
 :class:`GenerationComplete`, :class:`TurnComplete`, :class:`Usage`, :class:`Resumption`, :class:`GoAway`,
-:class:`ServerError`.
+:class:`ToolCall`, :class:`ToolCallCancellation`, :class:`ServerError`.
 
 Errors::
 
     UpstreamError
      ├── UpstreamUnavailable   the engine could not be reached (network, TLS, timeout, HTTP 5xx)
      └── UpstreamClosed        the engine refused or closed the session: ``code`` and ``reason``
-                               (its WebSocket close code or HTTP status); ``recoverable`` when a new
-                               connection may continue the same conversation
+          │                    (its WebSocket close code or HTTP status); ``recoverable`` when a new
+          │                    connection may continue the same conversation
+          └── UpstreamQuota    …because the project is over its quota or concurrent-session limit
 """
 from __future__ import annotations
 
@@ -45,6 +46,20 @@ class Vad:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Tool:
+    """A function the AI party may call, declared by the server (never by the client).
+
+    ``parameters`` is a JSON schema of the arguments. ``outcome`` names what a call means for the role-play
+    (e.g. ``"appointment"``): the relay records it and tells the browser; None for other tools.
+    """
+
+    name: str
+    description: str
+    parameters: dict
+    outcome: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LiveSetup:
     """What the relay asks of an upstream session; the server derives it from a scenario."""
 
@@ -52,6 +67,7 @@ class LiveSetup:
     system_instruction: str
     voice: str
     vad: Vad
+    tools: tuple[Tool, ...] = ()
     resume_handle: str | None = None
 
 
@@ -107,6 +123,27 @@ class Usage:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class FunctionCall:
+    id: str
+    name: str
+    args: dict
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The AI party calls functions; each needs an answer (:meth:`Upstream.send_tool_result`)."""
+
+    calls: tuple[FunctionCall, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallCancellation:
+    """Calls the AI party no longer wants answered (the user spoke over them)."""
+
+    ids: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ServerError:
     """An error the upstream reported in a message (the session goes on)."""
 
@@ -115,7 +152,7 @@ class ServerError:
 
 
 Event = (ModelAudio | ModelText | Transcription | Interrupted | GenerationComplete | TurnComplete
-         | Resumption | GoAway | Usage | ServerError)
+         | Resumption | GoAway | Usage | ToolCall | ToolCallCancellation | ServerError)
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -143,6 +180,10 @@ class UpstreamClosed(UpstreamError):
         self.recoverable = recoverable
 
 
+class UpstreamQuota(UpstreamClosed):
+    """The engine refused or closed the session for the project's quota (HTTP 429, RESOURCE_EXHAUSTED)."""
+
+
 # --- the interface ------------------------------------------------------------------------
 
 
@@ -164,6 +205,13 @@ class Upstream(Protocol):
     async def send_activity_end(self) -> None:
         """Push-to-talk: the user stopped speaking."""
 
+    async def send_tool_result(self, call_id: str, name: str, result: dict) -> None:
+        """Answer a function call; the AI party carries on without announcing it."""
+
+    async def send_playback(self, played_ms: int) -> None:
+        """After a barge-in: the user heard ``played_ms`` of the interrupted model turn (an engine that keeps
+        the whole unplayed answer in its memory forgets the rest; others ignore it)."""
+
     async def receive(self) -> list[Event]:
         """The events of the next upstream message; raises :class:`UpstreamClosed` at the end."""
 
@@ -171,10 +219,14 @@ class Upstream(Protocol):
         """Close the session (normal closure) within a short grace; never raises."""
 
 
+USAGE_TOTAL_TOKENS = "totalTokenCount"  # the key of the total in a TurnComplete's or Usage's usage dict
+
+
 class Engine(Protocol):
-    """Opens upstream sessions. ``name`` is what ``ready.engine`` reports."""
+    """Opens upstream sessions. ``name`` is what ``ready.engine`` reports, ``label`` what people read."""
 
     name: str
+    label: str
     input_rate: int  # Hz of the audio the client sends
     output_rate: int  # Hz of the audio the client receives
 

@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import secrets
+import time
 from concurrent.futures import Future
 from typing import Any, BinaryIO
 
@@ -237,7 +238,8 @@ def _recorded_turns(raw: bytes) -> list[Turn]:
     for line in raw.decode("utf-8", "replace").splitlines():
         try:
             item = json.loads(line)
-            turns.append(Turn(item["role"], item["text"]))
+            if item["role"] in ("user", "model"):  # other lines (an outcome) are not speech
+                turns.append(Turn(item["role"], item["text"]))
         except (ValueError, KeyError, TypeError):
             log.warning("skipping a malformed transcript line")
     return turns
@@ -272,6 +274,7 @@ class _Job:
 
 def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     evaluation, failure = None, None
+    started = time.monotonic()
     try:
         evaluation = services.grader.grade(services.genai_client(), scenario=job.scenario, turns=job.turns,
                                            recording=job.recording)
@@ -283,6 +286,7 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     except Exception:  # the boundary: whatever broke, the upload is still answered for
         log.exception("grading crashed for %s", job.session_id)
         failure = GradingFailed("internal grading error")
+    services.metrics.grading_finished(time.monotonic() - started, failed=failure is not None)
     stored = {"log": None, "audio": None, **_settle(writes), "feedback": None}
     if failure is not None:
         raise FeedbackError(502, "grading_failed", f"grading failed: {failure}; the conversation is stored",

@@ -21,14 +21,16 @@ from google.genai import types
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from . import livewire
-from .engine import Event, LiveSetup, UpstreamClosed, UpstreamError, UpstreamUnavailable
+from .engine import Event, LiveSetup, UpstreamClosed, UpstreamError, UpstreamQuota, UpstreamUnavailable
 
 CHECKED_SDK_VERSION = "3.6.1"  # the google-genai release sdk_websocket was checked against (tests/test_live.py)
 INPUT_RATE_HZ = 16000
 OUTPUT_RATE_HZ = 24000
 ABNORMAL_CLOSURE = 1006
 CLOSE_TIMEOUT_S = 0.5  # how long we wait for Gemini's close reply before dropping TCP
+HTTP_TOO_MANY_REQUESTS = 429
 _RECOVERABLE_CLOSES = frozenset({1000, 1001, ABNORMAL_CLOSURE})
+_QUOTA_MARKS = ("RESOURCE_EXHAUSTED", "QUOTA")  # how Gemini's closes say the project is over its limits
 
 
 def build_config(setup: LiveSetup) -> types.LiveConnectConfig:
@@ -56,6 +58,11 @@ def build_config(setup: LiveSetup) -> types.LiveConnectConfig:
         context_window_compression=types.ContextWindowCompressionConfig(
             sliding_window=types.SlidingWindow(),
         ),
+        tools=[types.Tool(function_declarations=[
+            types.FunctionDeclaration(name=tool.name, description=tool.description,
+                                      parameters_json_schema=tool.parameters)
+            for tool in setup.tools
+        ])] if setup.tools else None,
     )
 
 
@@ -76,6 +83,7 @@ class LiveConnection:
 
     def __init__(self, context: Any, session: Any) -> None:
         self._context = context  # the SDK's async context manager, exited on close
+        self._session = session  # for the rare messages the SDK encodes itself (tool results)
         self._ws = sdk_websocket(session)
         self._closed = False
 
@@ -93,6 +101,18 @@ class LiveConnection:
 
     async def send_activity_end(self) -> None:
         await self._send(livewire.ACTIVITY_END.encode())
+
+    async def send_tool_result(self, call_id: str, name: str, result: dict) -> None:
+        """Answer a function call with scheduling SILENT: the model goes on talking without announcing it."""
+        response = types.FunctionResponse(id=call_id, name=name, response=result,
+                                          scheduling=types.FunctionResponseScheduling.SILENT)
+        try:
+            await self._session.send_tool_response(function_responses=[response])
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+
+    async def send_playback(self, played_ms: int) -> None:
+        """Nothing to do: Gemini cuts its own memory of an interrupted answer."""
 
     async def _send(self, message: bytes) -> None:
         try:
@@ -123,6 +143,7 @@ class GeminiEngine:
     """The :class:`~livetalk.engine.Engine` for Gemini Live through a google-genai client."""
 
     name = "gemini"
+    label = "Gemini"
     input_rate = INPUT_RATE_HZ
     output_rate = OUTPUT_RATE_HZ
 
@@ -142,7 +163,7 @@ class GeminiEngine:
             status = exc.response.status_code
             if status >= 500:
                 raise UpstreamUnavailable(f"Gemini refused the connection (HTTP {status})") from None
-            raise UpstreamClosed(status, f"HTTP {status} at handshake") from None
+            raise _closed(status, f"HTTP {status} at handshake") from None
         except (OSError, ssl.SSLError, InvalidHandshake, ConnectionClosed) as exc:
             raise UpstreamUnavailable(f"cannot reach Gemini ({type(exc).__name__})") from None
         return LiveConnection(context, session)
@@ -164,5 +185,7 @@ def _closed_error(exc: ConnectionClosed) -> UpstreamClosed:
 
 
 def _closed(code: int, reason: str) -> UpstreamClosed:
+    if code == HTTP_TOO_MANY_REQUESTS or any(mark in reason.upper() for mark in _QUOTA_MARKS):
+        return UpstreamQuota(code, reason)
     recoverable = code in _RECOVERABLE_CLOSES or "unavailable" in reason.lower()
     return UpstreamClosed(code, reason, recoverable=recoverable)

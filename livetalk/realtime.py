@@ -163,6 +163,7 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode, re
         system_instruction=scenario.system_instruction,
         voice=settings.gemini_voice or scenario.voice,
         vad=scenario.vad,
+        tools=scenario.tools,
         resume_handle=resuming.handle if resuming else None,
     )
     recorder = services.new_recorder(
@@ -172,15 +173,17 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode, re
     policy = services.policy
     if allowance_s < policy.session_max_s:  # what is left of the learner's day ends it first
         policy = dataclasses.replace(policy, session_max_s=allowance_s)
+    engine = services.engine()
     return relay.Conversation(
         session_id=session_id,
         setup=setup,
         mode=mode,
         scenario_id=scenario.id,
-        engine=services.engine(),
+        engine=engine,
         policy=policy,
         emulated=services.emulated,
         recorder=recorder,
+        observer=services.metrics.observer(engine=engine.name),
         tokens=services.tokens,
         started_at=started_at,
         segment=segment,

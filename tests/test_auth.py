@@ -169,3 +169,12 @@ def test_iap_says_503_when_the_key_set_cannot_be_fetched(make_server, iap_key, k
     server = make_server(auth_mode="iap", iap_audience=AUDIENCE, iap_keys_url=key_server.url)
     response = requests.get(server.url + "/api/me", headers={IAP_HEADER: assertion(iap_key)}, timeout=UNIT_S)
     assert response.status_code == 503 and response.json()["error"]["code"] == "service_unavailable"
+
+
+def test_iap_leaves_metrics_to_their_own_guard(iap_server, make_server, key_server):
+    """/metrics is not an IAP route: served to a scraper on the instance itself, 404 (not 401) to anyone else."""
+    server = make_server(auth_mode="iap", iap_audience=AUDIENCE, iap_keys_url=key_server.url, metrics_enabled=True)
+    assert requests.get(server.url + "/metrics", timeout=UNIT_S).status_code == 200
+    relayed = requests.get(server.url + "/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=UNIT_S)
+    assert relayed.status_code == 404
+    assert requests.get(iap_server.url + "/metrics", timeout=UNIT_S).status_code == 404  # metrics off there

@@ -185,6 +185,27 @@ def test_pieces_merge_into_one_line_per_utterance(tmp_path, clock, make_recorder
     assert meta["session_id"] == "sess-1" and meta["scenario_id"] == "sales-ja" and meta["reason"] == "end"
 
 
+def test_checkpoints_make_the_recording_so_far_readable(store, clock, make_recorder, recording_pump):
+    """Every checkpoint leaves a readable WAV, the closed transcript lines and meta marked incomplete."""
+    rec = make_recorder(store, checkpoint_s=1.0)
+    speak_user(rec, clock, 1.0)
+    rec.transcript("user", "Hello there", True)
+    speak_user(rec, clock, 2.5, amplitude=0)
+    wait_until(lambda: store.exists(f"{rec.key_prefix}/meta.json")
+               and json.loads(store.read(f"{rec.key_prefix}/meta.json"))["audio"]["duration_s"] >= 1.5)
+    meta = json.loads(store.read(f"{rec.key_prefix}/meta.json"))
+    params, stereo = read_wav(store, f"{rec.key_prefix}/audio.wav")
+    assert meta["complete"] is False and meta["reason"] is None
+    assert params.nframes == round(meta["audio"]["duration_s"] * 24000)
+    assert activity(stereo[:, 0]).startswith("#########")  # the speech of the first second is there
+    assert [line["text"] for line in transcript_lines(store, rec)] == ["Hello there"]
+    assert find_recording(store, "sess-1")["audio"] == f"{rec.key_prefix}/audio.wav"
+    assert rec.finalize("end") is not None
+    meta = json.loads(store.read(f"{rec.key_prefix}/meta.json"))
+    assert meta["complete"] is True and meta["reason"] == "end"
+    assert read_wav(store, f"{rec.key_prefix}/audio.wav")[0].nframes > params.nframes
+
+
 def test_finalize_is_idempotent_and_later_events_are_ignored(tmp_path, clock, make_recorder):
     """A second finalize returns the same URI and writes nothing new; events after it are ignored."""
     store = LocalStorage(tmp_path)

@@ -1,6 +1,7 @@
 """The relay end to end: a real server, the real google-genai SDK, the emulator over TLS."""
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
@@ -229,6 +230,80 @@ def test_goaway_resumes_on_a_new_connection(live_server, emu):
         assert client.wait_type("complete", turn=2)["full_text"]
     sessions = emu.control.sessions()
     assert len(sessions) == 2 and sessions[1]["resume_handle"] == sessions[0]["last_handle"]
+
+
+def test_goaway_during_a_reply_lets_it_finish_then_hands_over(live_server, emu):
+    """A GoAway mid-reply does not cut the reply: it plays out whole, then the next session resumes by handle."""
+    with open_client(live_server) as client:
+        client.ready()
+        client.send_json({"type": "text", "text": "こんにちは"})
+        client.wait_type("resumable")
+        client.send_json({"type": "text", "text": "!emu goaway 30"})
+        client.send_json({"type": "text", "text": "御社の課題を教えてください。"})
+        complete = client.wait_type("complete", turn=2)
+        assert complete["full_text"]
+        assert client.wait_type("reconnecting")["reason"] == "go_away"
+        client.wait_type("resumed")
+        client.send_json({"type": "text", "text": "続けましょう"})
+        assert client.wait_type("complete", turn=3)["full_text"]
+        order = [(e["type"], e.get("turn")) for e in client.events if e["type"] in ("complete", "reconnecting")]
+        assert order.index(("reconnecting", None)) > order.index(("complete", 2))  # handed over after the reply
+    first, second = emu.control.sessions()[:2]
+    assert [t["input"] for t in first["turns"] if "課題" in str(t["input"])]  # the old session answered it
+    assert not any(turn["interrupted"] for turn in first["turns"])
+    assert second["resume_handle"] == first["last_handle"]
+
+
+def test_a_stalled_gemini_is_resumed_and_the_conversation_goes_on(make_server, emu):
+    """Gemini falling silent after a turn is noticed: `reconnecting(stall)`, a resumed session, the turn answered."""
+    server = make_server(upstream_stall_s=1.0)
+    with open_client(server) as client:
+        client.ready()
+        client.send_json({"type": "text", "text": "こんにちは"})
+        client.wait_type("resumable")
+        client.send_json({"type": "text", "text": "!emu stall"})
+        client.send_json({"type": "text", "text": "予算について伺えますか？"})
+        assert client.wait_type("reconnecting")["reason"] == "stall"
+        client.wait_type("resumed")
+        client.send_json({"type": "text", "text": "予算について伺えますか？"})
+        assert client.wait_type("complete")["full_text"]
+    stalled, resumed = emu.control.sessions()[:2]
+    assert stalled["stalled"] and resumed["resume_handle"] == stalled["last_handle"]
+
+
+@pytest.mark.parametrize("when", ["handshake", "after_ms"])
+def test_gemini_over_quota_is_upstream_quota(live_server, emu, when):
+    """Gemini refusing for quota, at the handshake or mid-way, is `upstream_quota` in plain words, close 1013."""
+    emu.control.fault_next("quota", when=when, after_ms=300)
+    with open_client(live_server) as client:
+        error = client.wait_type("error")
+        assert error["code"] == "upstream_quota" and error["fatal"]
+        assert "usage limit" in error["message"]
+        assert client.wait_closed().code == 1013
+
+
+@pytest.mark.parametrize(("scenario", "proposal", "details"), [
+    ("sales-ja", "12月3日の14時にデモはいかがでしょうか", {"time": "14:00", "topic": "demo"}),
+    ("sales-en", "How about a demo on December 3 at 2 pm?", {"time": "14:00", "topic": "demo"}),
+])
+def test_an_agreed_meeting_reaches_the_client_and_the_recording(live_server, emu, settings, scenario, proposal,
+                                                                 details):
+    """The customer's schedule_meeting call becomes an `outcome` event, is answered silently and is recorded."""
+    with open_client(live_server, scenario=scenario) as client:
+        session_id = client.ready()["session_id"]
+        client.send_json({"type": "text", "text": proposal})
+        outcome = client.wait_type("outcome")
+        assert outcome["name"] == "appointment" and not outcome["cancelled"]
+        assert outcome["details"]["date"].endswith("-12-03") and details.items() <= outcome["details"].items()
+        client.wait_type("complete")  # the customer confirms aloud once the call is answered
+        client.send_json({"type": "end"})
+        client.wait_type("ended")
+    session = newest_session(emu)
+    assert session["setup"]["functions"] == [{"name": "schedule_meeting", "non_blocking": False}]
+    (call,) = session["tool_calls"]
+    assert call["status"] == "answered" and call["scheduling"] == "SILENT"
+    meta = json.loads(next(settings.data_dir.glob(f"conversations/*/*/*/{session_id}/meta.json")).read_text())
+    assert meta["outcome"] == {"appointment": True, "details": outcome["details"]}
 
 
 def test_dropped_upstream_without_a_handle_ends_the_conversation(live_server, emu):

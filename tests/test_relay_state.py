@@ -5,7 +5,8 @@ import asyncio
 import functools
 
 from livetalk import engine as ev
-from livetalk.engine import UpstreamClosed, UpstreamUnavailable
+from livetalk import relay
+from livetalk.engine import UpstreamClosed, UpstreamQuota, UpstreamUnavailable
 from livetalk.protocol import Mode
 from tests.fake_engine import WAIT_S, Harness
 
@@ -155,3 +156,204 @@ async def test_model_text_parts_stream_as_chunks_in_text_mode():
         upstream.push(ev.TurnComplete(None))
         assert [(await h.browser.event("chunk"))["text"] for _ in range(2)] == ["Good ", "morning."]
         assert (await h.browser.event("complete"))["full_text"] == "Good morning."
+
+
+# --- replacing the upstream session --------------------------------------------------------
+
+
+async def sent_to(upstream, count: int) -> list[bytes]:
+    """Wait until ``upstream`` has received ``count`` audio frames; those frames."""
+    async def enough() -> None:
+        while len(upstream.audio_sent()) < count:
+            await asyncio.sleep(0.001)
+    await asyncio.wait_for(enough(), WAIT_S)
+    return upstream.audio_sent()
+
+
+@in_loop
+async def test_goaway_at_rest_hands_over_at_once_without_losing_a_frame():
+    """A GoAway while nobody speaks opens the new session now; every frame reaches one session, in order."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        old = h.engine.sessions[0]
+        old.push(ev.Resumption("h-1", True))
+        await h.browser.event("resumable")
+        frames = [i.to_bytes(2, "little") * 320 for i in range(1, 41)]  # quiet: nobody is speaking
+        for frame in frames[:20]:
+            await h.browser.send_bytes(frame)
+        await sent_to(old, 20)
+        old.push(ev.GoAway(50.0))
+        for frame in frames[20:]:
+            await h.browser.send_bytes(frame)
+        assert (await h.browser.event("reconnecting"))["reason"] == "go_away"
+        await h.browser.event("resumed")
+        new = await h.engine.next_session(2)
+        assert new.setup.resume_handle == "h-1" and old.closed
+        received = old.audio_sent() + await sent_to(new, 40 - len(old.audio_sent()))
+        assert received == frames
+        assert h.conversation.stats.audio_frames_dropped == 0
+
+
+@in_loop
+async def test_goaway_mid_reply_waits_for_the_next_resumable_point():
+    """A GoAway during a reply lets the reply finish on the old session, then resumes by the newer handle."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        old = h.engine.sessions[0]
+        old.push(ev.Resumption("h-1", True))
+        old.push(ev.ModelAudio(b"\x01\x00" * 480))
+        old.push(ev.GoAway(50.0))
+        old.push(ev.ModelAudio(b"\x02\x00" * 480), ev.Transcription("model", "still talking", False))
+        assert await h.browser.audio() == b"\x01\x00" * 480
+        assert await h.browser.audio() == b"\x02\x00" * 480  # not cut by the GoAway
+        assert len(h.engine.sessions) == 1
+        old.push(ev.TurnComplete(None))
+        old.push(ev.Resumption("h-2", True))
+        await h.browser.event("complete")
+        assert (await h.browser.event("reconnecting"))["reason"] == "go_away"
+        await h.browser.event("resumed")
+        assert (await h.engine.next_session(2)).setup.resume_handle == "h-2"
+
+
+@in_loop
+async def test_goaway_without_a_resumable_point_hands_over_before_the_time_is_up():
+    """When no resumable point comes, the handover happens anyway, a margin before the connection closes."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        old = h.engine.sessions[0]
+        old.push(ev.Resumption("h-1", True), ev.ModelAudio(b"\x01\x00" * 480))
+        old.push(ev.GoAway(5.2))  # the handover is due 5 s before: 0.2 s from now
+        assert (await h.browser.event("reconnecting"))["reason"] == "go_away"
+        await h.browser.event("resumed")
+        assert (await h.engine.next_session(2)).setup.resume_handle == "h-1"
+
+
+@in_loop
+async def test_a_frame_taken_when_the_session_dropped_is_sent_on_the_next_one():
+    """Frames the sender held when the old session closed under it reach the new session; none is lost."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        old = h.engine.sessions[0]
+        old.push(ev.Resumption("h-1", True))
+        await h.browser.event("resumable")
+        old.fail(1006, "lost", recoverable=True)  # sends fail from now on; the receiver sees the close too
+        frames = [i.to_bytes(2, "little") * 320 for i in range(1, 11)]
+        for frame in frames:
+            await h.browser.send_bytes(frame)
+        await h.browser.event("resumed")
+        new = await h.engine.next_session(2)
+        assert await sent_to(new, 10) == frames and old.audio_sent() == []
+        assert h.conversation.stats.audio_frames_dropped == 0
+
+
+@in_loop
+async def test_a_stalled_upstream_is_resumed_on_a_new_session():
+    """Nothing from the engine for `stall_s` after a typed turn: `reconnecting(stall)`, a new session, counted."""
+    async with Harness(policy=relay.Policy(stall_s=0.3)) as h:
+        await h.browser.event("ready")
+        old = h.engine.sessions[0]
+        old.push(ev.Resumption("h-1", True))
+        await h.browser.event("resumable")
+        await h.browser.send_json({"type": "text", "text": "hello?"})
+        assert (await h.browser.event("reconnecting"))["reason"] == "stall"
+        await h.browser.event("resumed")
+        assert (await h.engine.next_session(2)).setup.resume_handle == "h-1"
+        assert h.conversation.stats.reconnect_reasons == {"stall": 1}
+
+
+@in_loop
+async def test_the_end_of_spoken_turn_starts_the_stall_clock():
+    """Speech followed by the scenario's silence counts as a finished turn the engine must answer."""
+    async with Harness(policy=relay.Policy(stall_s=0.3)) as h:
+        await h.browser.event("ready")
+        h.engine.sessions[0].push(ev.Resumption("h-1", True))
+        await h.browser.event("resumable")
+        for _ in range(25):  # 0.5 s of speech, then 1 s of silence (the setup's VAD waits 0.7 s)
+            await h.browser.send_bytes(b"\x00\x10" * 320)
+        for _ in range(50):
+            await h.browser.send_bytes(bytes(640))
+        assert (await h.browser.event("reconnecting"))["reason"] == "stall"
+
+
+@in_loop
+async def test_a_stall_without_a_handle_ends_the_conversation():
+    """A stalled engine that gave no resumption handle cannot be resumed: `upstream_unavailable`, close 1011."""
+    async with Harness(policy=relay.Policy(stall_s=0.3)) as h:
+        await h.browser.event("ready")
+        await h.browser.send_json({"type": "text", "text": "hello?"})
+        error = await h.browser.event("error")
+        assert error["code"] == "upstream_unavailable" and error["fatal"]
+        assert await h.browser.closed() == 1011
+
+
+@in_loop
+async def test_quota_at_setup_is_upstream_quota_and_try_again_later():
+    """The engine refusing for quota is `upstream_quota`, in plain words, closed with 1013."""
+    h = Harness()
+    h.engine.refusals.append(UpstreamQuota(429, "HTTP 429 at handshake"))
+    async with h:
+        error = await h.browser.event("error")
+        assert error["code"] == "upstream_quota" and error["fatal"]
+        assert "usage limit" in error["message"] and "429" not in error["message"]
+        assert await h.browser.closed() == 1013
+
+
+@in_loop
+async def test_quota_mid_conversation_is_upstream_quota():
+    """A session closed mid-way for quota ends the conversation with `upstream_quota` and 1013, not a resume."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        h.engine.sessions[0].push(ev.Resumption("h-1", True))
+        h.engine.sessions[0]._inbox.put_nowait(UpstreamQuota(1011, "RESOURCE_EXHAUSTED: quota"))
+        assert (await h.browser.event("error"))["code"] == "upstream_quota"
+        assert await h.browser.closed() == 1013
+        assert len(h.engine.sessions) == 1
+
+
+# --- tool calls: the outcome of the role-play ------------------------------------------------
+
+
+@in_loop
+async def test_an_outcome_tool_call_is_answered_recorded_and_announced():
+    """The customer's schedule_meeting call gets a result for its id, an `outcome` event and a recorded outcome."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ToolCall((ev.FunctionCall("fc-1", "schedule_meeting",
+                                                   {"date": "2026-12-03", "time": "14:00", "topic": "demo"}),)))
+        outcome = await h.browser.event("outcome")
+        assert (outcome["name"], outcome["details"], outcome["cancelled"]) == (
+            "appointment", {"date": "2026-12-03", "time": "14:00", "topic": "demo"}, False)
+        await h.browser.send_json({"type": "ping"})
+        await h.browser.event("pong")
+        assert ("tool_result", ("fc-1", "schedule_meeting", {"result": "ok"})) in upstream.sent
+        assert h.recorder.calls == [("outcome", "appointment", {"date": "2026-12-03", "time": "14:00",
+                                                                "topic": "demo"})]
+
+
+@in_loop
+async def test_an_undeclared_function_gets_an_error_and_no_outcome():
+    """A call to a function the server never declared is answered with an error and changes nothing else."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ToolCall((ev.FunctionCall("fc-9", "transfer_money", {"amount": 1000}),)))
+        await h.browser.send_json({"type": "ping"})
+        await h.browser.event("pong")
+        results = [payload for kind, payload in upstream.sent if kind == "tool_result"]
+        assert results == [("fc-9", "transfer_money", {"error": "unknown function transfer_money"})]
+        assert h.recorder.calls == []
+
+
+@in_loop
+async def test_a_cancelled_call_withdraws_its_outcome():
+    """When the AI party cancels the call, the outcome is withdrawn: an `outcome` event with cancelled, recorded."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ToolCall((ev.FunctionCall("fc-1", "schedule_meeting", {"date": "2026-12-03"}),)))
+        await h.browser.event("outcome")
+        upstream.push(ev.ToolCallCancellation(("fc-1", "fc-unknown")))
+        withdrawn = await h.browser.event("outcome")
+        assert (withdrawn["name"], withdrawn["cancelled"]) == ("appointment", True)
+        assert h.recorder.calls[-1] == ("outcome_cancelled", "appointment")

@@ -111,6 +111,32 @@ def test_concurrent_writers_to_one_key_never_mix(store):
     assert store.read("race/same.bin") == winners[0]
 
 
+def test_checkpoints_publish_what_was_written_so_far(store):
+    """Each checkpoint makes the data so far readable under the key with its header; close publishes it all."""
+    writer = store.open_append("r/audio.wav", "audio/wav", header_size=4)
+    writer.write(b"aaaa")
+    writer.checkpoint(header=b"H004")
+    assert store.read("r/audio.wav")[:8] == b"H004aaaa"
+    writer.write(b"bbbb")
+    writer.checkpoint(header=b"H008")
+    assert store.read("r/audio.wav")[:12] == b"H008aaaabbbb"
+    writer.write(b"cc")
+    writer.close(header=b"H010")
+    assert store.read("r/audio.wav") == b"H010aaaabbbbcc"
+    assert store.list("r") == ["r/audio.wav"]  # no part, body or header left behind
+
+
+def test_a_checkpoint_never_takes_over_an_existing_object(store):
+    """The first checkpoint of a key that is already taken fails like any write, and changes nothing."""
+    store.put("r/audio.wav", b"first", "audio/wav")
+    writer = store.open_append("r/audio.wav", "audio/wav", header_size=2)
+    writer.write(b"second")
+    with pytest.raises(ObjectExists):
+        writer.checkpoint(header=b"HH")
+    writer.abort()
+    assert store.read("r/audio.wav") == b"first"
+
+
 def test_replace_overwrites_in_one_step(store):
     """replace writes a fresh object or swaps an existing one whole; a reader sees one version or the other."""
     store.replace("c/checkpoint.json", b'{"v": 1}', "application/json")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..storage import Storage
 from ..wav import wav_header
 from .layout import AUDIO_NAME, META_NAME, TRANSCRIPT_NAME, conversation_prefix, segment_prefix
-from .sink import Sink
+from .sink import Sink, Snapshot
 from .timeline import CHANNELS, FRAME_BYTES, OUTPUT_RATE, Mixer, frame_at, ms
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ QUEUE_BUDGET_BYTES = 8 * 1024 * 1024  # events waiting for the pump, per recordi
 EVENT_OVERHEAD_BYTES = 64  # what a queued control event is charged against the budget
 BATCH_BYTES = 32 * 1024  # events processed at once (keeps every temporary array small: see timeline)
 IO_BACKLOG_BYTES = 2 * 1024 * 1024  # output handed to storage, not yet written; beyond it the pump waits
+CHECKPOINT_S = 30.0  # what has been recorded is made readable this often: a killed process loses at most this
 
 
 @dataclasses.dataclass
@@ -68,6 +69,8 @@ class ConversationRecorder:
         pump: the :class:`~livetalk.recording.pump.RecordingPump` that processes the events (the process's
             own, owned by :class:`~livetalk.services.Services`).
         queue_budget_bytes: events waiting for the pump beyond this are dropped (and counted).
+        checkpoint_s: seconds of conversation between checkpoints (the audio, transcript and ``meta.json``
+            so far, readable in storage, marked ``"complete": false``).
         learner_id: who opened the conversation (see :mod:`livetalk.identity`), kept in ``meta.json`` and
             the session index so that only they can read it back; None: nobody in particular.
 
@@ -87,6 +90,7 @@ class ConversationRecorder:
         segment: int = 0,
         pump: RecordingPump,
         queue_budget_bytes: int = QUEUE_BUDGET_BYTES,
+        checkpoint_s: float = CHECKPOINT_S,
         learner_id: str | None = None,
     ) -> None:
         self.session_id = session_id
@@ -99,6 +103,7 @@ class ConversationRecorder:
         self._t0 = clock()
         self._pump = pump
         self._budget = queue_budget_bytes
+        self.checkpoint_s = checkpoint_s
         # Appended by the relay loop, popped by whoever holds _lock (the pump or finalize).
         self._events: deque[tuple[str, float, Any, int]] = deque()  # kind, time, payload, charge
         self._queued = 0  # bytes ever queued (written by the relay loop only)
@@ -115,6 +120,11 @@ class ConversationRecorder:
     def key_prefix(self) -> str:
         """The conversation's folder, e.g. ``conversations/2025/01/31/<session_id>`` (no trailing slash)."""
         return self._prefix
+
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped because the pump fell behind (counted in ``meta.json``)."""
+        return self._dropped_events
 
     @property
     def frames_written(self) -> int:
@@ -149,6 +159,14 @@ class ConversationRecorder:
     def interrupted(self) -> None:
         """The user barged in: the client dropped its queued model audio now."""
         self._put("interrupt", None, 0)
+
+    def outcome(self, name: str, details: dict) -> None:
+        """The role-play reached an outcome (e.g. ``appointment`` with its date, time and topic)."""
+        self._put("outcome", (str(name), dict(details)), 0)
+
+    def outcome_cancelled(self, name: str) -> None:
+        """An outcome announced earlier was withdrawn."""
+        self._put("outcome", (str(name), None), 0)
 
     def _put(self, kind: str, payload: Any, size: int) -> None:
         # No lock: deque.append is atomic, and each counter has a single writer.
@@ -237,11 +255,14 @@ class _RecordingWorker:
         self.open: dict[str, _Utterance] = {}
         self.turns = {"user": 0, "model": 0}
         self.interruptions = 0
+        self.outcome: dict[str, Any] | None = None  # e.g. {"appointment": True, "details": {...}}
         self.voice: tuple[int, int] | None = None  # user speech heard since their last utterance
         self.now = 0
+        self._checkpoint_frames = max(int(rec.checkpoint_s * OUTPUT_RATE), 1)
+        self._next_checkpoint = self._checkpoint_frames
         self._handlers: dict[str, Callable[[int, Any], None]] = {
             "user": self._on_user, "model": self._on_model, "text": self._on_text,
-            "turn": self._on_turn, "interrupt": self._on_interrupt,
+            "turn": self._on_turn, "interrupt": self._on_interrupt, "outcome": self._on_outcome,
         }
 
     # --- events ----------------------------------------------------------------------------
@@ -299,6 +320,13 @@ class _RecordingWorker:
         self._close("user")
         self._close("model")
 
+    def _on_outcome(self, now: int, payload: tuple[str, dict | None]) -> None:
+        name, details = payload
+        self.outcome = {name: True, "details": details} if details is not None else None
+        line = {"role": "outcome", "name": name, "details": details, "cancelled": details is None,
+                "start_ms": ms(now), "end_ms": ms(now)}
+        self.sink.add_line(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+
     def _on_interrupt(self, now: int, _: None) -> None:
         self.interruptions += 1
         self.mixer.interrupt(now)
@@ -326,36 +354,44 @@ class _RecordingWorker:
         if not line["text"]:
             return
         self.turns[role] += 1
-        self.sink.append(TRANSCRIPT_NAME, json.dumps(line, ensure_ascii=False).encode() + b"\n")
+        self.sink.add_line(json.dumps(line, ensure_ascii=False).encode() + b"\n")
 
     def _write_audio(self, frames: bytes) -> None:
         if not frames or self.sink.failed:
             return
-        self.sink.append(AUDIO_NAME, frames)
+        self.sink.append_audio(frames)
         self.frames_written += len(frames) // FRAME_BYTES
+        if self.mixer.committed >= self._next_checkpoint:
+            self._next_checkpoint = self.mixer.committed + self._checkpoint_frames
+            self.sink.checkpoint(self._snapshot(self.mixer.committed / OUTPUT_RATE, None, self.rec.dropped_events))
 
     # --- finalize --------------------------------------------------------------------------
 
     def finish(self, t: float, reason: str, *, dropped_events: int,
                on_done: Callable[[str | None], None]) -> None:
         """Close the utterances, write out the timeline and have the sink publish; ``on_done(uri or None)``."""
-        meta = None
+        snapshot = None
         try:
             if not self.sink.failed:
                 for role in ("user", "model"):
                     self._close(role)
                 for block in self.mixer.drain():
                     self._write_audio(block)
-                meta = self._meta(t, reason, dropped_events)
+                snapshot = self._snapshot(max(t - self.rec._t0, 0.0), reason, dropped_events)
         except Exception:
             log.exception("recording %s could not be finalised", self.rec.session_id)
             self.sink.fail("internal error")
-        header = wav_header(self.frames_written * FRAME_BYTES, sample_rate=OUTPUT_RATE, channels=CHANNELS)
-        self.sink.publish(header if self.frames_written else None, meta, self._index(meta), on_done)
+        self.sink.publish(snapshot, on_done)
 
-    def _meta(self, t: float, reason: str, dropped_events: int) -> dict[str, Any]:
+    def _snapshot(self, elapsed: float, reason: str | None, dropped_events: int) -> Snapshot:
+        """What the files say after ``elapsed`` seconds; ``reason`` None means the conversation goes on."""
+        meta = self._meta(elapsed, reason, dropped_events)
+        header = wav_header(self.frames_written * FRAME_BYTES, sample_rate=OUTPUT_RATE, channels=CHANNELS)
+        return Snapshot(audio_header=header if self.frames_written else None, transcript=self.sink.transcript(),
+                        meta=meta, index=self._index(meta))
+
+    def _meta(self, elapsed: float, reason: str | None, dropped_events: int) -> dict[str, Any]:
         rec = self.rec
-        elapsed = max(t - rec._t0, 0.0)
         return {
             "session_id": rec.session_id,
             "scenario_id": rec.scenario_id,
@@ -364,9 +400,11 @@ class _RecordingWorker:
             "ended_at": (rec.started_at + dt.timedelta(seconds=elapsed)).isoformat(),
             "duration_s": round(elapsed, 3),
             "reason": reason,
+            "complete": reason is not None,  # False: a checkpoint of a conversation still going on (or cut off)
             "segment": rec.segment,
             "turns": dict(self.turns),
             "interruptions": self.interruptions,
+            "outcome": self.outcome,
             "audio": None if not self.frames_written else {
                 "key": self.sink.key(AUDIO_NAME), "sample_rate": OUTPUT_RATE, "channels": ["user", "model"],
                 "duration_s": round(self.frames_written / OUTPUT_RATE, 3),
@@ -375,9 +413,9 @@ class _RecordingWorker:
             "dropped": {"events": dropped_events, "model_audio_ms": ms(self.mixer.dropped_model)},
         }
 
-    def _index(self, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _index(self, meta: dict[str, Any]) -> dict[str, Any] | None:
         """The ``sessions/<id>.json`` entry (segment 0 only)."""
-        if meta is None or self.rec.segment:
+        if self.rec.segment:
             return None
         index = {k: meta[k] for k in ("session_id", "scenario_id", "learner_id", "started_at", "ended_at")}
         index.update(prefix=self.rec.key_prefix, audio=meta["audio"] and meta["audio"]["key"],

@@ -7,6 +7,7 @@ holds up only its own recordings. At the end it closes the objects and writes ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..storage import ObjectExists, Storage, StorageError, Writer
+from ..storage import Storage, StorageError, Writer
 from ..wav import WAV_HEADER_BYTES
 from .layout import AUDIO_NAME, META_NAME, TRANSCRIPT_NAME, index_key
 
@@ -26,12 +27,24 @@ FLUSH_BYTES = 96 * 1024  # output handed to storage in pieces about this big (~1
 IO_THREADS = 4  # storage operations of all recordings in a process, at most this many at once
 
 
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What a checkpoint or the final publication writes besides the audio: all of it replaces what was there."""
+
+    audio_header: bytes | None  # the WAV header for the audio written so far (None: no audio yet)
+    transcript: bytes  # every transcript line so far, JSON Lines
+    meta: dict[str, Any]
+    index: dict[str, Any] | None  # the sessions/<id>.json pointer (segment 0 only)
+
+
 class Sink:
     """A recording's storage half: gathers the pump's bytes, writes them in order on the I/O pool.
 
-    :meth:`append`, :meth:`publish` and ``handed`` belong to the pump side (one thread at a
-    time, under the recorder's lock); the writers and ``written`` to the pool, where this
-    recording's tasks run one after another.
+    The audio is one streamed object (checkpointed, then closed); the transcript lines are kept here and
+    written whole, with ``meta.json`` and the index, at each checkpoint and at the end (they are small).
+    :meth:`append_audio`, :meth:`add_line`, :meth:`checkpoint`, :meth:`publish` and ``handed`` belong to the
+    pump side (one thread at a time, under the recorder's lock); the writer and ``written`` to the pool, where
+    this recording's tasks run one after another.
     """
 
     def __init__(self, storage: Storage, prefix: str, session_id: str, pool: IoPool) -> None:
@@ -42,9 +55,10 @@ class Sink:
         self.handed = 0  # bytes handed to the pool
         self.written = 0  # bytes the pool is done with
         self._pool = pool
-        self._gathered: dict[str, list[bytes]] = {AUDIO_NAME: [], TRANSCRIPT_NAME: []}
+        self._gathered: list[bytes] = []
         self._gathered_bytes = 0
-        self._writers: dict[str, Writer] = {}
+        self._lines: list[bytes] = []
+        self._audio: Writer | None = None
         self._tasks: deque[Callable[[], None]] = deque()
         self._busy = False
         self._lock = threading.Lock()
@@ -59,32 +73,46 @@ class Sink:
 
     # --- pump side -------------------------------------------------------------------------
 
-    def append(self, name: str, data: bytes) -> None:
-        """Add ``data`` to object ``name``; handed to the pool once :data:`FLUSH_BYTES` have gathered."""
-        self._gathered[name].append(data)
+    def append_audio(self, data: bytes) -> None:
+        """Add ``data`` to the audio; handed to the pool once :data:`FLUSH_BYTES` have gathered."""
+        self._gathered.append(data)
         self._gathered_bytes += len(data)
         if self._gathered_bytes >= FLUSH_BYTES:
             self.flush()
 
+    def add_line(self, line: bytes) -> None:
+        """One more transcript line (written at the next checkpoint and at the end)."""
+        self._lines.append(line)
+
+    def transcript(self) -> bytes:
+        """The transcript lines so far."""
+        return b"".join(self._lines)
+
     def flush(self) -> None:
-        """Hand what has gathered to the pool."""
+        """Hand the gathered audio to the pool."""
         if not self._gathered_bytes:
             return
         # The pieces are written one by one rather than joined: no large temporary (see timeline).
-        pieces = {name: parts for name, parts in self._gathered.items() if parts}
-        self._gathered = {AUDIO_NAME: [], TRANSCRIPT_NAME: []}
+        pieces, self._gathered = self._gathered, []
         size, self._gathered_bytes = self._gathered_bytes, 0
         self.handed += size
         self._submit(functools.partial(self._write, pieces, size))
 
-    def publish(self, audio_header: bytes | None, meta: dict[str, Any] | None, index: dict[str, Any] | None,
-                on_done: Callable[[str | None], None]) -> None:
-        """After the writes: close the objects, store meta and index; ``on_done(uri or None)`` on the pool."""
+    def checkpoint(self, snapshot: Snapshot) -> None:
+        """After the writes so far: make them readable, with the transcript, meta and index as they are now."""
         self.flush()
-        self._submit(functools.partial(self._publish, audio_header, meta, index, on_done))
+        self._submit(functools.partial(self._checkpoint, snapshot))
+
+    def publish(self, snapshot: Snapshot | None, on_done: Callable[[str | None], None]) -> None:
+        """After the writes: close the audio, store the rest; ``on_done(uri or None)`` on the pool.
+
+        ``snapshot`` None (the recording broke) publishes nothing more and reports None.
+        """
+        self.flush()
+        self._submit(functools.partial(self._publish, snapshot, on_done))
 
     def fail(self, why: str) -> None:
-        """Stop the recording (any thread): nothing more is written and nothing is published."""
+        """Stop the recording (any thread): nothing more is written and nothing more is published."""
         with self._lock:
             if self.failed:
                 return
@@ -111,57 +139,53 @@ class Sink:
                 task = self._tasks.popleft()
             task()
 
-    def _write(self, pieces: dict[str, list[bytes]], size: int) -> None:
+    def _write(self, pieces: list[bytes], size: int) -> None:
         try:
             if not self.failed:
                 with self._storage_errors():
-                    for name, parts in pieces.items():
-                        writer = self._writer(name)
-                        for data in parts:
-                            writer.write(data)
+                    writer = self._audio_writer()
+                    for data in pieces:
+                        writer.write(data)
         finally:
             self.written += size
 
-    def _publish(self, audio_header: bytes | None, meta: dict[str, Any] | None, index: dict[str, Any] | None,
-                 on_done: Callable[[str | None], None]) -> None:
+    def _checkpoint(self, snapshot: Snapshot) -> None:
+        if self.failed:
+            return
+        with self._storage_errors():
+            if snapshot.audio_header is not None:
+                self._audio_writer().checkpoint(header=snapshot.audio_header)
+            self._store_rest(snapshot)
+
+    def _publish(self, snapshot: Snapshot | None, on_done: Callable[[str | None], None]) -> None:
         uri = None
         try:
-            with self._storage_errors():
-                uri = self._store(audio_header, meta, index)
+            if snapshot is not None and not self.failed:
+                with self._storage_errors():
+                    if snapshot.audio_header is not None:
+                        self._audio_writer().close(header=snapshot.audio_header)
+                    self._store_rest(snapshot)
+                    uri = self.storage.uri(self.prefix) + "/"
         finally:
-            on_done(uri)
+            on_done(None if self.failed else uri)
 
-    def _store(self, audio_header: bytes | None, meta: dict[str, Any] | None,
-               index: dict[str, Any] | None) -> str | None:
-        if self.failed or meta is None:
-            return None
-        if audio_header is not None:
-            self._writer(AUDIO_NAME).close(header=audio_header)
-        self._writer(TRANSCRIPT_NAME).close()
-        self._put_json(self.key(META_NAME), meta)
-        try:
-            if index is not None:
-                self._put_json(index_key(self.session_id), index)
-        except ObjectExists:  # e.g. a conversation resumed under the same id: keep the first pointer
-            log.warning("session index for %s already exists", self.session_id)
-        return self.storage.uri(self.prefix) + "/"
+    def _store_rest(self, snapshot: Snapshot) -> None:
+        self.storage.replace(self.key(TRANSCRIPT_NAME), snapshot.transcript, "application/jsonl")
+        self._replace_json(self.key(META_NAME), snapshot.meta)
+        if snapshot.index is not None:
+            self._replace_json(index_key(self.session_id), snapshot.index)
 
-    def _writer(self, name: str) -> Writer:
-        writer = self._writers.get(name)
-        if writer is None:
-            if name == AUDIO_NAME:
-                writer = self.storage.open_append(self.key(name), "audio/wav", header_size=WAV_HEADER_BYTES)
-            else:
-                writer = self.storage.open_append(self.key(name), "application/jsonl")
-            self._writers[name] = writer
-        return writer
+    def _audio_writer(self) -> Writer:
+        if self._audio is None:
+            self._audio = self.storage.open_append(self.key(AUDIO_NAME), "audio/wav", header_size=WAV_HEADER_BYTES)
+        return self._audio
 
-    def _put_json(self, key: str, value: dict[str, Any]) -> None:
-        self.storage.put(key, json.dumps(value, ensure_ascii=False, indent=1).encode(), "application/json")
+    def _replace_json(self, key: str, value: dict[str, Any]) -> None:
+        self.storage.replace(key, json.dumps(value, ensure_ascii=False, indent=1).encode(), "application/json")
 
     def _abort(self) -> None:
-        writers, self._writers = self._writers, {}
-        for writer in writers.values():
+        writer, self._audio = self._audio, None
+        if writer is not None:
             writer.abort()
 
     @contextlib.contextmanager

@@ -65,6 +65,13 @@ class Writer(Protocol):
     def write(self, data: bytes) -> None:
         """Append ``data``."""
 
+    def checkpoint(self, *, header: bytes = b"") -> str:
+        """Make what was written so far readable under the key, with ``header``; returns its URI.
+
+        Later checkpoints and :meth:`close` replace it with longer versions. The first publication raises
+        :class:`ObjectExists` if the key was taken meanwhile.
+        """
+
     def close(self, *, header: bytes = b"") -> str:
         """Publish the object and return its URI.
 

@@ -142,10 +142,13 @@ class GcsStorage:
 
 
 class _GcsWriter:
-    """A resumable upload, in ``chunk_bytes`` pieces.
+    """A streamed object uploaded in parts, published by composing ``header + parts`` into the key.
 
-    With a header, the body is uploaded to a temporary object; ``close`` uploads the
-    header and composes ``header + body`` into the key, then removes both temporaries.
+    Data goes to a resumable upload of the current *part* (``<key>.<random>.part``), in ``chunk_bytes``
+    pieces. :meth:`checkpoint` finishes that part, folds it into the body so far (``….body``, a compose
+    in GCS, no data moves through this process) and composes ``header + body`` into the key, so what has
+    been written is readable there; the next write starts a new part. :meth:`close` does the same one last
+    time and removes the temporaries. The first publication refuses a key that is already taken.
     """
 
     def __init__(self, store: GcsStorage, key: str, content_type: str, header_size: int) -> None:
@@ -153,62 +156,96 @@ class _GcsWriter:
         self._store = store
         self._content_type = content_type
         self._header_size = header_size
-        suffix = unique_suffix()
-        self._body_key = f"{key}.{suffix}.body" if header_size else key
-        self._head_key = f"{key}.{suffix}.head"
-        self._stream: Any = None
+        base = f"{key}.{unique_suffix()}"
+        self._part_key, self._body_key, self._head_key = f"{base}.part", f"{base}.body", f"{base}.head"
+        self._stream: Any = None  # the current part's upload
+        self._has_body = False
+        self._generation: int | None = None  # of the key, once this writer has published it
 
-    def _open(self) -> Any:
+    def write(self, data: bytes) -> None:
         if self._stream is None:
-            blob = self._store.blob(self._body_key)
+            blob = self._store.blob(self._part_key)
             with gcs_errors("write", self.key):
                 self._stream = blob.open(
                     "wb", chunk_size=self._store.chunk_bytes, content_type=self._content_type,
                     if_generation_match=0, retry=self._store.retry,
                 )
-        return self._stream
-
-    def write(self, data: bytes) -> None:
-        stream = self._open()
         with gcs_errors("write", self.key):
-            stream.write(data)
+            self._stream.write(data)
 
-    def close(self, *, header: bytes = b"") -> str:
-        if len(header) != self._header_size:
-            raise ValueError(f"header must be {self._header_size} bytes, got {len(header)}")
-        stream = self._open()
-        with gcs_errors("write", self.key):
-            stream.close()
-        if self._header_size:
-            self._compose(header)
+    def checkpoint(self, *, header: bytes = b"") -> str:
+        self._check_header(header)
+        self._fold_part()
+        self._publish(header)
         return self._store.uri(self.key)
 
-    def _compose(self, header: bytes) -> None:
-        store = self._store
+    def close(self, *, header: bytes = b"") -> str:
+        self._check_header(header)
         try:
-            store.put(self._head_key, header, "application/octet-stream")
-            target = store.blob(self.key)
-            target.content_type = self._content_type
-            with gcs_errors("write", self.key):
-                # The emulator ignores the precondition on compose; real GCS honours it.
-                if target.exists(retry=store.retry, timeout=store.timeout):
-                    raise ObjectExists(self.key)
-                target.compose(
-                    [store.blob(self._head_key), store.blob(self._body_key)],
-                    if_generation_match=0, retry=store.retry, timeout=store.timeout,
-                )
+            self._fold_part()
+            self._publish(header)
         finally:
-            store.delete_quietly(self._head_key)
-            store.delete_quietly(self._body_key)
+            self._store.delete_quietly(self._body_key)
+        return self._store.uri(self.key)
 
-    def abort(self) -> None:
+    def _check_header(self, header: bytes) -> None:
+        if len(header) != self._header_size:
+            raise ValueError(f"header must be {self._header_size} bytes, got {len(header)}")
+
+    def _fold_part(self) -> None:
+        """Finish the current part's upload and append it to the body (server-side)."""
         stream, self._stream = self._stream, None
         if stream is None:
             return
+        store = self._store
         try:
-            stream.terminate()  # cancel the resumable upload: nothing is published
-        except Exception:  # an unfinished upload is never published anyway; GCS expires it
-            log.warning("could not cancel the upload of %s", self.key)
+            with gcs_errors("write", self.key):
+                stream.close()
+                sources = [store.blob(self._body_key)] if self._has_body else []
+                body = store.blob(self._body_key)
+                body.content_type = self._content_type
+                body.compose([*sources, store.blob(self._part_key)], retry=store.retry, timeout=store.timeout)
+            self._has_body = True
+        finally:
+            store.delete_quietly(self._part_key)
+
+    def _publish(self, header: bytes) -> None:
+        """Compose ``header + body`` into the key: first time only if the key is free, then over itself."""
+        store = self._store
+        sources = []
+        if header:
+            store.replace(self._head_key, header, "application/octet-stream")
+            sources.append(store.blob(self._head_key))
+        if self._has_body:
+            sources.append(store.blob(self._body_key))
+        target = store.blob(self.key)
+        target.content_type = self._content_type
+        try:
+            with gcs_errors("write", self.key):
+                if self._generation is None:
+                    # The emulator ignores the precondition on compose; real GCS honours it.
+                    if target.exists(retry=store.retry, timeout=store.timeout):
+                        raise ObjectExists(self.key)
+                if sources:
+                    target.compose(sources, if_generation_match=self._generation or 0, retry=store.retry,
+                                   timeout=store.timeout)
+                else:
+                    target.upload_from_string(b"", content_type=self._content_type,
+                                              if_generation_match=self._generation or 0, retry=store.retry)
+                self._generation = target.generation
+        finally:
+            if header:
+                store.delete_quietly(self._head_key)
+
+    def abort(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.terminate()  # cancel the resumable upload: nothing more is published
+            except Exception:  # an unfinished upload is never published anyway; GCS expires it
+                log.warning("could not cancel the upload of %s", self.key)
+        if self._has_body:
+            self._store.delete_quietly(self._body_key)
 
 
 @contextlib.contextmanager

@@ -110,7 +110,11 @@ class LocalStorage:
 
 
 class _LocalWriter:
-    """Appends to a hidden temp file beside the target; ``close`` links it in without overwriting."""
+    """Appends to a hidden temp file beside the target; ``close`` links it in without overwriting.
+
+    :meth:`checkpoint` links the file in early (the same file: later writes show through) with a header that
+    says how much of it is final, so a reader finds a consistent object up to the last checkpoint.
+    """
 
     def __init__(self, store: LocalStorage, key: str, header_size: int) -> None:
         self.key = key
@@ -119,6 +123,7 @@ class _LocalWriter:
         self._header_size = header_size
         self._tmp = self._final.with_name(f".{self._final.name}.{unique_suffix()}.part")
         self._file: BinaryIO | None = None
+        self._linked = False  # published early by a checkpoint
 
     def _open(self) -> BinaryIO:
         if self._file is None:
@@ -132,28 +137,44 @@ class _LocalWriter:
         with _local_errors():
             self._open().write(data)
 
-    def close(self, *, header: bytes = b"") -> str:
-        if len(header) != self._header_size:
-            raise ValueError(f"header must be {self._header_size} bytes, got {len(header)}")
-        f = self._open()
-        try:
+    def checkpoint(self, *, header: bytes = b"") -> str:
+        self._sync(header)
+        if not self._linked:
             with _local_errors():
-                if header:
-                    f.seek(0)
-                    f.write(header)
-                f.flush()
-                os.fsync(f.fileno())
-                f.close()
                 _link_no_overwrite(self._tmp, self._final)
+            self._linked = True
+        return self._uri
+
+    def close(self, *, header: bytes = b"") -> str:
+        try:
+            f = self._sync(header)
+            with _local_errors():
+                f.close()
+                if not self._linked:
+                    _link_no_overwrite(self._tmp, self._final)
         finally:
             self._tmp.unlink(missing_ok=True)
         return self._uri
+
+    def _sync(self, header: bytes) -> BinaryIO:
+        """Write ``header`` over the placeholder and flush everything to the disk."""
+        if len(header) != self._header_size:
+            raise ValueError(f"header must be {self._header_size} bytes, got {len(header)}")
+        f = self._open()
+        with _local_errors():
+            if header:
+                f.seek(0)
+                f.write(header)
+                f.seek(0, os.SEEK_END)
+            f.flush()
+            os.fsync(f.fileno())
+        return f
 
     def abort(self) -> None:
         file, self._file = self._file, None
         if file is not None:  # only then does the temp file exist
             file.close()
-            self._tmp.unlink(missing_ok=True)
+            self._tmp.unlink(missing_ok=True)  # what a checkpoint published stays
 
 
 def _link_no_overwrite(tmp: Path, final: Path) -> None:

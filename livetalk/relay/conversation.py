@@ -1,76 +1,39 @@
-"""One conversation: the browser socket ⇄ one (replaceable) Gemini Live session.
+"""One conversation: the browser socket ⇄ the engine's upstream session(s), with its lifecycle and limits.
 
-Runs entirely on the shared relay event loop. The browser side is a
-:class:`~livetalk.wsio.BrowserSocket` whose callbacks arrive here synchronously;
-frames for Gemini go through a small queue drained by one sender task; one
-receiver task per upstream connection turns Gemini's events into browser frames.
-The relay moves data and keeps the lifecycle; it decides little.
+Runs entirely on the relay event loop. The browser side is a :class:`~livetalk.wsio.BrowserSocket` whose
+callbacks arrive here synchronously; the engine side is an :class:`~livetalk.relay.upstream.UpstreamLink`
+that hands each upstream message's events to the ``_on_<event>`` handlers below. The conversation moves data
+and keeps the lifecycle; it decides little.
 
 Lifecycle (:class:`Phase`)::
 
-    CONNECTING ─ready→ LIVE ⇄ RECONNECTING (GoAway / dropped upstream, resumed by handle)
+    CONNECTING ─ready→ LIVE ⇄ RECONNECTING (dropped, GoAway or stalled upstream, resumed by handle)
          └──────────────┴──→ ENDING (end, limit, drain, failure) ─→ CLOSED
 
-Whichever side goes away, the other is closed at once (browser: close frame, then
-TCP dropped after 0.5 s; Gemini: close frame, dropped after 0.5 s).
+Whichever side goes away, the other is closed at once (browser: close frame, then TCP dropped after 0.5 s;
+upstream: close frame, dropped after 0.5 s).
 """
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import dataclasses
 import enum
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from . import engine as ev
-from . import protocol as wire
-from .engine import Engine, LiveSetup, Upstream, UpstreamClosed, UpstreamError
-from .protocol import Close, ErrorCode, Mode
-from .signing import ResumeState, TokenSigner
-from .wsio import BrowserSocket, attach, wait_closed
+from .. import engine as ev
+from .. import protocol as wire
+from ..engine import Engine, LiveSetup, UpstreamClosed, UpstreamError, UpstreamQuota
+from ..protocol import Close, ErrorCode, Mode
+from ..signing import ResumeState, TokenSigner
+from ..wsio import BrowserSocket
+from .parts import NullObserver, NullRecorder, Observer, Policy, Recorder, Stats
+from .turns import TurnTracker
+from .upstream import UpstreamLink
 
 log = logging.getLogger("livetalk.relay")
-
-PING_INTERVAL_S = 20.0  # browser pings; no frame and no pong for 2.5 intervals means the peer is gone
-DEAD_PEER_INTERVALS = 2.5
-MAX_TICK_S = 1.0  # limit checks at least this often
-PENDING_AUDIO_S = 10.0  # user audio held while the upstream reconnects
-MAX_RECONNECTS = 3
-SHUTDOWN_FINALIZE_S = 4.0  # when draining, stop waiting for the recording's upload after this
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Policy:
-    """The limits and timings of a conversation, in seconds unless named otherwise."""
-
-    session_max_s: float = 15 * 60.0  # whole-conversation cap
-    session_warning_s: float = 60.0  # `session_limit` warning this long before the cap
-    idle_timeout_s: float = 120.0  # no client frame for this long ends it
-    connect_timeout_s: float = 10.0  # opening an upstream session
-    ping_interval_s: float = PING_INTERVAL_S
-    max_reconnects: int = MAX_RECONNECTS
-    shutdown_finalize_s: float = SHUTDOWN_FINALIZE_S
-
-    @property
-    def dead_peer_s(self) -> float:
-        """No frame and no pong for this long: the browser is gone."""
-        return DEAD_PEER_INTERVALS * self.ping_interval_s
-
-    @property
-    def tick_s(self) -> float:
-        """How often limits and keepalive are checked."""
-        return min(MAX_TICK_S, self.ping_interval_s / 4)
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> Policy:
-        """The policy for a :class:`~livetalk.config.Settings`."""
-        return cls(session_max_s=settings.session_max_s, session_warning_s=settings.session_warning_s,
-                   idle_timeout_s=settings.idle_timeout_s, connect_timeout_s=settings.upstream_connect_timeout_s,
-                   ping_interval_s=settings.ping_interval_s)
 
 
 class Phase(enum.Enum):
@@ -79,47 +42,6 @@ class Phase(enum.Enum):
     RECONNECTING = "reconnecting"
     ENDING = "ending"
     CLOSED = "closed"
-
-
-class Recorder(Protocol):
-    """What the relay tells the recording (see :mod:`livetalk.recording`). Never blocks."""
-
-    def user_audio(self, pcm16k: bytes) -> None: ...
-    def model_audio(self, pcm24k: bytes) -> None: ...
-    def transcript(self, role: str, text: str, final: bool) -> None: ...
-    def turn_complete(self) -> None: ...
-    def interrupted(self) -> None: ...
-    def finalize(self, reason: str, timeout: float | None = None) -> str | None: ...  # blocking
-
-
-class NullRecorder:
-    """Records nothing (recording disabled)."""
-
-    def user_audio(self, pcm16k: bytes) -> None: ...
-    def model_audio(self, pcm24k: bytes) -> None: ...
-    def transcript(self, role: str, text: str, final: bool) -> None: ...
-    def turn_complete(self) -> None: ...
-    def interrupted(self) -> None: ...
-
-    def finalize(self, reason: str, timeout: float | None = None) -> str | None:
-        return None
-
-
-@dataclasses.dataclass
-class Stats:
-    """Per-conversation counters for the summary log line."""
-
-    started: float = dataclasses.field(default_factory=time.monotonic)
-    first_audio_s: float | None = None
-    turns: int = 0
-    interruptions: int = 0
-    upstream_errors: int = 0
-    reconnects: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
-    audio_frames_dropped: int = 0
-    tokens: int = 0
-    bad_frames: int = 0
 
 
 @dataclasses.dataclass
@@ -144,36 +66,35 @@ class Conversation:
         policy: Policy,
         emulated: bool,
         recorder: Recorder | None = None,
+        observer: Observer | None = None,
         tokens: TokenSigner | None = None,
         started_at: float | None = None,
         segment: int = 0,
     ) -> None:
         self.session_id = session_id
-        self.setup = setup
         self.mode = mode
         self.scenario_id = scenario_id
         self.phase = Phase.CONNECTING
         self.stats = Stats()
         self.end_reason = "unknown"
+        self.recording_uri: str | None = None
         self._engine = engine
         self._policy = policy
-        self._max_pending_audio = int(PENDING_AUDIO_S * engine.input_rate * 2)
         self._emulated = emulated
         self._recorder: Recorder = recorder or NullRecorder()
+        self._observer: Observer = observer or NullObserver()
+        self._link = UpstreamLink(engine, setup, policy, self.stats, on_events=self._on_events,
+                                  on_failure=self._upstream_failed, on_replacing=self._on_replacing,
+                                  on_replaced=self._on_replaced)
+        self._turns = TurnTracker(silence_s=setup.vad.silence_ms / 1000, rate_hz=engine.input_rate)
         self._browser: BrowserSocket | None = None
-        self._upstream: Upstream | None = None
-        self._outbox: collections.deque[tuple[str, Any]] = collections.deque()
-        self._outbox_ready = asyncio.Event()
-        self._pending_audio = 0
-        self._tasks: set[asyncio.Task] = set()
         self._done = asyncio.Event()
-        self._resume_handle: str | None = setup.resume_handle
+        self._ticker_task: asyncio.Task | None = None
         self._user = Utterance()
         self._model = Utterance()
         self._turn_text = ""  # the model's whole turn so far, for `complete`
         self._last_client_frame = time.monotonic()
         self._warned_limit = False
-        self._recording_uri: str | None = None
         self._finalize_timeout: float | None = None
         self._close_code = Close.NORMAL
         self._connecting: asyncio.Task | None = None
@@ -181,6 +102,27 @@ class Conversation:
         self._started_at = started_at if started_at is not None else time.time()
         self._segment = segment
         self._resume_ticket: str | None = self._mint_resume_ticket()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ev.ModelAudio: self._on_model_audio,
+            ev.ModelText: self._on_model_text,
+            ev.Transcription: self._on_transcription,
+            ev.Interrupted: self._on_interrupted,
+            ev.GenerationComplete: self._on_nothing,
+            ev.TurnComplete: self._on_turn_complete,
+            ev.Usage: self._on_usage,
+            ev.Resumption: self._on_resumption,
+            ev.GoAway: self._on_nothing,  # the link hands over by itself
+            ev.ToolCall: self._on_tool_call,
+            ev.ToolCallCancellation: self._on_tool_call_cancellation,
+            ev.ServerError: self._on_server_error,
+        }
+        self._tools = {tool.name: tool for tool in setup.tools}
+        self._outcomes: dict[str, str] = {}  # call id -> the outcome it recorded
+
+    @property
+    def setup(self) -> LiveSetup:
+        """What the current upstream session was opened with."""
+        return self._link.setup
 
     # --- entry points ----------------------------------------------------------------
 
@@ -191,6 +133,7 @@ class Conversation:
 
     async def run(self) -> None:
         """Connect upstream, relay until either side ends, then tear everything down."""
+        self._observer.conversation_started(self)
         try:
             if await self._open_upstream():
                 self._start_live()
@@ -206,12 +149,11 @@ class Conversation:
     # --- upstream lifecycle ----------------------------------------------------------
 
     async def _open_upstream(self) -> bool:
-        self._connecting = asyncio.ensure_future(
-            self._engine.connect(self.setup, timeout_s=self._policy.connect_timeout_s))
+        self._connecting = asyncio.ensure_future(self._link.open())
         try:
-            self._upstream = await self._connecting
+            await self._connecting
         except asyncio.CancelledError:
-            if self._done.is_set():  # the conversation ended while Gemini was still being reached
+            if self._done.is_set():  # the conversation ended while the engine was still being reached
                 return False
             raise
         except UpstreamError as exc:
@@ -230,82 +172,33 @@ class Conversation:
             resume=self._resume_ticket, emulated=self._emulated, engine=self._engine.name,
             input_rate=self._engine.input_rate, output_rate=self._engine.output_rate,
         ))
-        self._spawn(self._sender())
-        self._spawn(self._receiver(self._upstream))
-        self._spawn(self._ticker())
+        self._link.start()
+        self._ticker_task = asyncio.get_running_loop().create_task(self._ticker())
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _sender(self) -> None:
-        while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            while self._outbox and self.phase is Phase.LIVE:
-                kind, payload = self._outbox.popleft()
-                if kind == "audio":
-                    self._pending_audio -= len(payload)
-                try:
-                    await _SENDERS[kind](self._upstream, payload)
-                except UpstreamClosed:
-                    break  # the receiver sees the same close and decides
-
-    async def _receiver(self, conn: Upstream) -> None:
-        handlers = self._handlers
-        while True:
-            try:
-                events = await conn.receive()
-            except UpstreamClosed as exc:
-                if conn is self._upstream and self.phase is not Phase.ENDING:
-                    await self._upstream_closed(exc)
-                return
-            for event in events:
-                handlers[type(event)](event)
-
-    async def _upstream_closed(self, exc: UpstreamClosed) -> None:
-        self.stats.upstream_errors += 1
-        if exc.recoverable and self._resume_handle and self.stats.reconnects < self._policy.max_reconnects:
-            await self._reconnect("upstream_closed")
-        else:
-            self._upstream_failed(exc)
-
-    async def _reconnect(self, reason: str) -> None:
-        """Replace the upstream connection, resuming the same Gemini session by handle."""
-        if self.phase is not Phase.LIVE:
-            return
-        self.phase = Phase.RECONNECTING
-        self.stats.reconnects += 1
+    def _on_replacing(self, reason: str) -> None:
+        log.info("replacing the upstream session (%s)", reason, extra={"fields": {"session_id": self.session_id}})
+        if self.phase is Phase.LIVE:
+            self.phase = Phase.RECONNECTING
         self._browser.send_text(wire.reconnecting(reason))
-        old = self._upstream
-        setup = dataclasses.replace(self.setup, resume_handle=self._resume_handle)
-        try:
-            new = await self._engine.connect(setup, timeout_s=self._policy.connect_timeout_s)
-        except UpstreamError as exc:
+
+    def _on_replaced(self, reason: str) -> None:
+        if self.phase is Phase.RECONNECTING:
             self.phase = Phase.LIVE
-            self._upstream_failed(exc)
-            return
-        self._upstream = new
-        if old is not None:
-            self._spawn(old.close())
-        if self.phase is not Phase.RECONNECTING:  # ended while reconnecting
-            await new.close()
-            return
-        self.phase = Phase.LIVE
         self._browser.send_text(wire.resumed(reason))
-        self._spawn(self._receiver(new))
-        self._outbox_ready.set()
 
     def _upstream_failed(self, exc: UpstreamError) -> None:
         log.warning("upstream failure: %s", exc, extra={"fields": {"session_id": self.session_id}})
-        if isinstance(exc, UpstreamClosed):
-            message = f"Gemini closed the session: {exc.code} {exc.reason}".strip()
+        label = self._engine.label
+        if isinstance(exc, UpstreamQuota):
+            self._finish(ErrorCode.UPSTREAM_QUOTA, f"{label} is at its usage limit for this service right now; "
+                         "please try again in a few minutes", Close.TRY_AGAIN_LATER)
+        elif isinstance(exc, UpstreamClosed):
+            message = f"{label} closed the session: {exc.code} {exc.reason}".strip()
             self._finish(ErrorCode.UPSTREAM_ERROR, message, Close.INTERNAL)
         else:
-            self._finish(ErrorCode.UPSTREAM_UNAVAILABLE, f"cannot reach Gemini: {exc}", Close.INTERNAL)
+            self._finish(ErrorCode.UPSTREAM_UNAVAILABLE, f"cannot reach {label}: {exc}", Close.INTERNAL)
 
-    # --- browser → Gemini --------------------------------------------------------------
+    # --- browser → upstream --------------------------------------------------------------
 
     def _on_browser_message(self, data: bytes | str) -> None:
         self._last_client_frame = time.monotonic()
@@ -322,16 +215,16 @@ class Conversation:
         wire.check_audio_frame(pcm)
         if self.mode is Mode.TEXT:
             raise wire.ProtocolError(ErrorCode.BAD_REQUEST, "audio frames are not accepted in text mode")
-        if self.phase is Phase.CONNECTING:
-            self.stats.audio_frames_dropped += 1
-            return
-        if self._pending_audio + len(pcm) > self._max_pending_audio:
+        if self.phase is Phase.CONNECTING or not self._link.send("audio", pcm):
             self.stats.audio_frames_dropped += 1
             return
         self.stats.bytes_up += len(pcm)
-        self._pending_audio += len(pcm)
         self._recorder.user_audio(pcm)
-        self._enqueue("audio", pcm)
+        speaking, turn_ended = self._turns.feed(pcm)
+        if speaking:
+            self._link.user_spoke()
+        elif turn_ended:
+            self._link.user_turn_ended()
 
     def _on_client_message(self, msg: wire.ClientMessage) -> None:
         _CLIENT_HANDLERS[type(msg)](self, msg)
@@ -339,18 +232,20 @@ class Conversation:
     def _on_text(self, msg: wire.TextTurn) -> None:
         self._close_utterance("model")
         self._recorder.transcript("user", msg.text, True)
-        self._enqueue("text", msg.text)
+        self._link.send("text", msg.text)
+        self._link.user_turn_ended()
 
     def _on_audio_end(self, _msg: wire.AudioEnd) -> None:
-        self._enqueue("audio_end", None)
+        self._link.send("audio_end")
 
     def _on_activity_start(self, _msg: wire.ActivityStart) -> None:
         self._require_manual_vad()
-        self._enqueue("activity_start", None)
+        self._link.send("activity_start")
 
     def _on_activity_end(self, _msg: wire.ActivityEnd) -> None:
         self._require_manual_vad()
-        self._enqueue("activity_end", None)
+        self._link.send("activity_end")
+        self._link.user_turn_ended()
 
     def _require_manual_vad(self) -> None:
         if self.setup.vad.automatic:
@@ -364,10 +259,6 @@ class Conversation:
     def _on_end(self, _msg: wire.End) -> None:
         self._finish(None, "", Close.NORMAL, reason="end")
 
-    def _enqueue(self, kind: str, payload: Any) -> None:
-        self._outbox.append((kind, payload))
-        self._outbox_ready.set()
-
     def _on_browser_closed(self) -> None:
         if self.phase is not Phase.ENDING:
             self.end_reason = "client_gone"
@@ -375,7 +266,12 @@ class Conversation:
         self._done.set()
         self._stop_connecting()
 
-    # --- Gemini → browser --------------------------------------------------------------
+    # --- upstream → browser ----------------------------------------------------------------
+
+    def _on_events(self, events: list[ev.Event]) -> None:
+        handlers = self._handlers
+        for event in events:
+            handlers[type(event)](event)
 
     def _on_model_audio(self, event: ev.ModelAudio) -> None:
         if self.stats.first_audio_s is None:
@@ -393,12 +289,11 @@ class Conversation:
     def _on_transcription(self, event: ev.Transcription) -> None:
         if event.role == "model":
             self._close_utterance("user")
+            self._turn_text += event.text
             if self.mode is Mode.TEXT and event.text:
                 self._browser.send_text(wire.chunk(event.text))
         utterance = self._user if event.role == "user" else self._model
         utterance.text += event.text
-        if event.role == "model":
-            self._turn_text += event.text
         utterance.open = True
         self._recorder.transcript(event.role, event.text, False)
         if event.finished:
@@ -440,49 +335,50 @@ class Conversation:
             self.stats.tokens += int(usage.get("totalTokenCount") or 0)
 
     def _on_resumption(self, event: ev.Resumption) -> None:
-        if event.resumable and event.handle and event.handle != self._resume_handle:
-            self._resume_handle = event.handle
+        if event.resumable and event.handle:
             self._resume_ticket = self._mint_resume_ticket()
             if self._resume_ticket:
                 self._browser.send_text(wire.resumable(self._resume_ticket))
 
     def _mint_resume_ticket(self) -> str | None:
-        """A ticket to continue this conversation on a new socket, once Gemini gave a handle."""
-        if not (self._tokens and self._resume_handle):
+        """A ticket to continue this conversation on a new socket, once the engine gave a handle."""
+        handle = self._link.handle
+        if not (self._tokens and handle):
             return None
         state = ResumeState(
             session_id=self.session_id, scenario=self.scenario_id, mode=self.mode.value,
-            handle=self._resume_handle, started_at=self._started_at, segment=self._segment + 1,
+            handle=handle, started_at=self._started_at, segment=self._segment + 1,
         )
         return self._tokens.mint_resume(state, now=time.time())
 
-    def _on_go_away(self, event: ev.GoAway) -> None:
-        log.info("Gemini GoAway (time left %s s): resuming on a new connection", event.time_left_s,
-                 extra={"fields": {"session_id": self.session_id}})
-        if self._resume_handle:
-            self._spawn(self._reconnect("go_away"))
+    def _on_tool_call(self, event: ev.ToolCall) -> None:
+        for call in event.calls:
+            tool = self._tools.get(call.name)
+            if tool is None:  # only declared functions are ever answered with success
+                self._link.send("tool_result", (call.id, call.name, {"error": f"unknown function {call.name}"}))
+                continue
+            if tool.outcome:
+                details = {key: value for key, value in call.args.items() if isinstance(value, (str, int, float))}
+                self._outcomes[call.id] = tool.outcome
+                self._recorder.outcome(tool.outcome, details)
+                self._browser.send_text(wire.outcome(tool.outcome, details))
+                log.info("outcome reached: %s", tool.outcome, extra={"fields": {"session_id": self.session_id}})
+            self._link.send("tool_result", (call.id, call.name, {"result": "ok"}))
+
+    def _on_tool_call_cancellation(self, event: ev.ToolCallCancellation) -> None:
+        for call_id in event.ids:
+            name = self._outcomes.pop(call_id, None)
+            if name is not None:
+                self._recorder.outcome_cancelled(name)
+                self._browser.send_text(wire.outcome(name, {}, cancelled=True))
 
     def _on_server_error(self, event: ev.ServerError) -> None:
         self.stats.upstream_errors += 1
-        self._send_error(ErrorCode.UPSTREAM_ERROR, f"Gemini reported an error: {event.code} {event.message}", fatal=False)
+        self._send_error(ErrorCode.UPSTREAM_ERROR,
+                         f"{self._engine.label} reported an error: {event.code} {event.message}", fatal=False)
 
-    def _on_generation_complete(self, _event: ev.GenerationComplete) -> None:
+    def _on_nothing(self, _event: Any) -> None:
         pass
-
-    @property
-    def _handlers(self) -> dict[type, Callable[[Any], None]]:
-        return {
-            ev.ModelAudio: self._on_model_audio,
-            ev.ModelText: self._on_model_text,
-            ev.Transcription: self._on_transcription,
-            ev.Interrupted: self._on_interrupted,
-            ev.GenerationComplete: self._on_generation_complete,
-            ev.TurnComplete: self._on_turn_complete,
-            ev.Usage: self._on_usage,
-            ev.Resumption: self._on_resumption,
-            ev.GoAway: self._on_go_away,
-            ev.ServerError: self._on_server_error,
-        }
 
     # --- limits ------------------------------------------------------------------------
 
@@ -493,6 +389,7 @@ class Conversation:
             await asyncio.sleep(policy.tick_s)
             now = time.monotonic()
             age = now - self.stats.started
+            self._link.check(now)
             if age >= policy.session_max_s:
                 self._finish(ErrorCode.SESSION_LIMIT, "the maximum conversation length was reached", Close.NORMAL)
             elif not self._warned_limit and age >= policy.session_max_s - policy.session_warning_s:
@@ -525,21 +422,22 @@ class Conversation:
 
     async def _teardown(self) -> None:
         self.phase = Phase.ENDING
-        for task in list(self._tasks):
-            task.cancel()
-        upstream, self._upstream = self._upstream, None
-        closing = asyncio.ensure_future(upstream.close()) if upstream is not None else None
+        if self._ticker_task is not None:
+            self._ticker_task.cancel()
+        closing = asyncio.ensure_future(self._link.close())
         self._close_utterance("user")
         self._close_utterance("model")
-        self._recording_uri = await self._finalize_recording()
+        self.recording_uri = await self._finalize_recording()
         if self.end_reason == "end":
-            self._browser.send_text(wire.ended(self.session_id, self._recording_uri))
+            self._browser.send_text(wire.ended(self.session_id, self.recording_uri))
         self._browser.close(self._close_code, "")
-        if closing is not None:
-            with contextlib.suppress(Exception):
-                await closing
+        try:
+            await closing
+        except Exception:  # the upstream is going away anyway; its close must not stop the teardown
+            log.exception("closing the upstream failed")
         self.phase = Phase.CLOSED
         self._log_summary()
+        self._observer.conversation_ended(self)
 
     async def _finalize_recording(self) -> str | None:
         loop = asyncio.get_running_loop()
@@ -560,49 +458,23 @@ class Conversation:
             "session_id": self.session_id,
             "scenario": self.scenario_id,
             "mode": self.mode.value,
+            "engine": self._engine.name,
             "end_reason": self.end_reason,
-            "duration_s": round(time.monotonic() - s.started, 3),
+            "duration_s": round(s.duration_s, 3),
             "first_audio_s": None if s.first_audio_s is None else round(s.first_audio_s, 3),
             "turns": s.turns,
             "interruptions": s.interruptions,
             "upstream_errors": s.upstream_errors,
             "reconnects": s.reconnects,
+            "reconnect_reasons": dict(s.reconnect_reasons) or None,
             "bytes_up": s.bytes_up,
             "bytes_down": s.bytes_down,
             "bad_frames": s.bad_frames,
-            "audio_frames_dropped": s.audio_frames_dropped,  # before ready, or beyond the reconnect backlog
+            "audio_frames_dropped": s.audio_frames_dropped,
             "tokens": s.tokens,
-            "recording": self._recording_uri,
+            "recording": self.recording_uri,
         }})
 
-
-async def _send_audio(conn: Upstream, pcm: bytes) -> None:
-    await conn.send_audio(pcm)
-
-
-async def _send_text(conn: Upstream, text: str) -> None:
-    await conn.send_text(text)
-
-
-async def _send_audio_end(conn: Upstream, _payload: None) -> None:
-    await conn.send_audio_end()
-
-
-async def _send_activity_start(conn: Upstream, _payload: None) -> None:
-    await conn.send_activity_start()
-
-
-async def _send_activity_end(conn: Upstream, _payload: None) -> None:
-    await conn.send_activity_end()
-
-
-_SENDERS = {
-    "audio": _send_audio,
-    "text": _send_text,
-    "audio_end": _send_audio_end,
-    "activity_start": _send_activity_start,
-    "activity_end": _send_activity_end,
-}
 
 _CLIENT_HANDLERS: dict[type, Callable[[Conversation, Any], None]] = {
     wire.TextTurn: Conversation._on_text,
@@ -612,28 +484,3 @@ _CLIENT_HANDLERS: dict[type, Callable[[Conversation, Any], None]] = {
     wire.Ping: Conversation._on_ping,
     wire.End: Conversation._on_end,
 }
-
-
-async def serve(sock, conversation: Conversation) -> None:
-    """Run ``conversation`` on an upgraded browser socket until it is over and the socket closed."""
-    browser = await attach(sock, conversation.browser_protocol)
-    try:
-        await conversation.run()
-    finally:
-        await wait_closed(browser)
-
-
-async def refuse(sock, code: ErrorCode, message: str, close: Close) -> None:
-    """Refuse a conversation on an upgraded socket: one fatal ``error`` frame, then close."""
-    browser = await attach(sock, lambda: BrowserSocket(_ignore, _nothing))
-    browser.send_text(wire.error(code, message, fatal=True))
-    browser.close(close, code.value)
-    await wait_closed(browser)
-
-
-def _ignore(_data: bytes | str) -> None:
-    pass
-
-
-def _nothing() -> None:
-    pass
