@@ -48,9 +48,13 @@ def test_ranges_of_joined_parts_are_exact(store):
         assert all(0 < len(chunk) <= 700 for chunk in chunks)
 
 
+BIG_BYTES = 24 * 1024 * 1024
+PEAK_LIMIT_BYTES = 6 * 1024 * 1024  # measured: 0.1 MiB local, 3 MiB through google-cloud-storage's reader
+
+
 def test_reading_a_large_object_holds_little_memory(store):
-    """Streaming 8 MiB of a stored object allocates a small, fixed amount, not the object's size."""
-    data = os.urandom(8 * 1024 * 1024)
+    """Streaming 24 MiB of a stored object allocates a small, fixed amount, not the object's size."""
+    data = os.urandom(BIG_BYTES)
     store.put("rec/big.bin", data, "application/octet-stream")
     body = StoredBody(store, [Span("rec/big.bin", 0, len(data))])
     del data
@@ -61,8 +65,8 @@ def test_reading_a_large_object_holds_little_memory(store):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert total == 8 * 1024 * 1024 - 2048
-    assert peak < 3 * 1024 * 1024, f"peak {peak} bytes"
+    assert total == BIG_BYTES - 2048
+    assert peak < PEAK_LIMIT_BYTES, f"peak {peak} bytes"
 
 
 @pytest.mark.parametrize(
