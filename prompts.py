@@ -1,6 +1,6 @@
 """Conversation scenarios: who the AI plays, how it sounds, and how the user is graded.
 
-Plain data plus two small lookups. The browser only ever names a scenario by id;
+Plain data plus three small lookups. The browser only ever names a scenario by id;
 everything in here (persona, voice, VAD tuning, rubric) stays on the server.
 """
 from __future__ import annotations
@@ -189,6 +189,12 @@ def get_scenario(scenario_id: str | None) -> Scenario | None:
     """The scenario with this id (the default one for ``None`` or ``""``), or None if unknown."""
     wanted = scenario_id or DEFAULT_SCENARIO_ID
     return next((s for s in SCENARIOS if s.id == wanted), None)
+
+
+def scenario_for_language(language: str) -> Scenario:
+    """The first scenario in ``language`` (``ja``, ``en-US``…: compared by its primary subtag), else the default."""
+    wanted = language.split("-")[0].lower()
+    return next((s for s in SCENARIOS if s.language.split("-")[0].lower() == wanted), SCENARIOS[0])
 
 
 def public_scenarios() -> list[dict[str, str]]:

@@ -9,7 +9,11 @@ conversations at once on this instance     ``MAX_SESSIONS``                     
 conversations at once in one process       ``GUNICORN_THREADS`` less headroom   this process
 access tickets per client per minute       ``NEW_SOCKETS_PER_IP_PER_MINUTE``    shared store
 ``/feedback`` per client per minute        ``FEEDBACK_PER_IP_PER_MINUTE``       shared store
+conversations one learner holds at once    ``LEARNER_MAX_CONCURRENT``           shared store (leased)
+conversation seconds per learner per day   ``LEARNER_DAILY_SECONDS``            shared store
 =========================================  ===================================  ==========================
+
+The last two are a learner's own (:mod:`livetalk.quotas`), checked after the ones here.
 
 The *instance* store is shared by the gunicorn workers of one instance (:mod:`livetalk.limits`), so every
 number holds exactly once per instance whatever ``WEB_CONCURRENCY`` is; the *shared* store is Redis when

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +20,8 @@ DEFAULT_GRADING_MODEL = "gemini-3.8-flash"
 DEFAULT_OPENAI_REALTIME_MODEL = "gpt-realtime-2"  # OpenAI's GA realtime model (the SDK's own README uses it)
 DEFAULT_OPENAI_GRADING_MODEL = "gpt-5-mini"  # grades when only OPENAI_API_KEY is set
 DEFAULT_PORT = 8080
+IAP_KEYS_URL = "https://www.gstatic.com/iap/verify/public_key-jwk"  # Google's public IAP key set
+AUTH_MODES = ("anonymous", "iap")
 
 
 class ConfigError(ValueError):
@@ -68,6 +71,13 @@ class Settings:
     ticket_ttl_s: float = 120.0
     max_request_bytes: int = 64 * 1024 * 1024
     redis_url: str | None = None  # limits shared by every instance (Memorystore); unset: per instance
+    # Learners (livetalk/auth.py, livetalk/quotas.py).
+    auth_mode: str = "anonymous"  # "anonymous" (a signed cookie) or "iap" (Identity-Aware Proxy's assertion)
+    iap_audience: str | None = None  # required with auth_mode "iap"
+    iap_keys_url: str = IAP_KEYS_URL
+    admin_emails: tuple[str, ...] = ()  # IAP learners with the operator view (lower case)
+    learner_max_concurrent: int = 2  # conversations one learner may hold at once
+    learner_daily_s: float = 3600.0  # conversation seconds per learner per UTC day
     # Metrics (GET /metrics, Prometheus text format).
     metrics_enabled: bool = False  # off: a public service exposes nothing
     metrics_local_only: bool = True  # served only to this instance itself (a sidecar on localhost)
@@ -139,11 +149,30 @@ class Settings:
             ticket_ttl_s=env.float("TICKET_TTL_SECONDS", 120.0, low=1),
             max_request_bytes=env.int("MAX_REQUEST_BYTES", 64 * 1024 * 1024, low=1024),
             redis_url=env.str("REDIS_URL"),
+            **_learner_settings(env),
             metrics_enabled=env.bool("METRICS_ENABLED", False),
             metrics_local_only=env.bool("METRICS_LOCAL_ONLY", True),
             metrics_dir=env.path("PROMETHEUS_MULTIPROC_DIR"),  # prometheus_client reads it too
             version=env.str("APP_VERSION") or env.str("K_REVISION"),
         )
+
+
+def _learner_settings(env: _Reader) -> dict[str, object]:
+    """Identity and per-learner limits; ``AUTH_MODE=iap`` needs ``IAP_AUDIENCE``."""
+    auth_mode = env.choice("AUTH_MODE", AUTH_MODES, "anonymous", lower=True)
+    audience = env.str("IAP_AUDIENCE")
+    if auth_mode == "iap" and not audience:
+        raise ConfigError("IAP_AUDIENCE is required with AUTH_MODE=iap "
+                          "(e.g. /projects/<number>/global/backendServices/<id>)")
+    return {
+        "auth_mode": auth_mode,
+        "iap_audience": audience,
+        "iap_keys_url": env.str("IAP_KEYS_URL") or IAP_KEYS_URL,
+        # Spaces separate too: Cloud Run deploy tooling splits KEY=VALUE lists at commas.
+        "admin_emails": tuple(e.lower() for e in re.split(r"[\s,]+", env.str("ADMIN_EMAILS") or "") if e),
+        "learner_max_concurrent": env.int("LEARNER_MAX_CONCURRENT", 2, low=1),
+        "learner_daily_s": env.float("LEARNER_DAILY_SECONDS", 3600.0, low=1),
+    }
 
 
 def _load_dotenv() -> None:

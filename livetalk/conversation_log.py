@@ -19,6 +19,9 @@ from .grading import Turn
 MAX_LOG_TURNS = 5000
 MAX_TURN_CHARS = 20_000
 ROLE_ALIASES = {"user": "user", "model": "model", "ai": "model", "assistant": "model"}
+JAPANESE_SHARE = 0.2  # a log whose letters are at least this share kana or kanji is Japanese
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")  # kana, kanji, half-width kana
+_LATIN = re.compile(r"[A-Za-z]")
 _LINE_LABEL = re.compile(r"^\s*(user|ai|model|assistant|ユーザー)\s*[:：]\s?(.*)$", re.IGNORECASE)
 
 
@@ -43,6 +46,16 @@ def parse_log(text: str) -> list[Turn]:
     if len(turns) > MAX_LOG_TURNS:
         raise LogError(f"log has more than {MAX_LOG_TURNS} turns")
     return turns
+
+
+def log_language(turns: list[Turn]) -> str:
+    """``"ja"`` when the turns are written in Japanese (kana and kanji among their letters), else ``"en"``.
+
+    English words inside Japanese (``AI``, ``PC``) and a Japanese name inside English do not flip it.
+    """
+    text = "".join(turn.text for turn in turns)
+    japanese, latin = len(_JAPANESE.findall(text)), len(_LATIN.findall(text))
+    return "ja" if japanese and japanese >= JAPANESE_SHARE * (japanese + latin) else "en"
 
 
 def _parse_json_log(text: str) -> list[Turn]:

@@ -4,8 +4,11 @@ Two request forms (see the HTTP contract):
 
 * ``multipart/form-data`` from client apps: ``log`` (JSON list of ``{role, text}`` or
   ``User:`` / ``AI:`` lines; a form field or a file part), optional ``audio`` (sniffed:
-  WAV, WebM, OGG, MP3, FLAC), optional ``session_id`` and ``scenario``;
-* ``application/json`` ``{"session_id": ...}`` for a conversation the relay recorded.
+  WAV, WebM, OGG, MP3, FLAC), optional ``session_id`` and ``scenario`` (without it, the first
+  scenario in the log's language, so an English log gets an English report);
+* ``application/json`` ``{"session_id": ...}`` for a conversation the relay recorded: only its
+  learner may ask (anyone else gets the same ``404`` as for an unknown id), and the grade is put
+  in their history (:mod:`livetalk.learners`).
 
 Every request gets its own folder, ``<conversation folder>/feedback-<time>-<random>/``,
 so concurrent requests (even for one session id) never share a name. Uploads are
@@ -36,9 +39,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 import prompts
 
 from . import grading
+from .auth import current_learner
 from .grading import GradingFailed, Recording, Turn
 from .recording import check_session_id, conversation_prefix, find_recording
-from .conversation_log import LogError, is_json_log, parse_log
+from .conversation_log import LogError, is_json_log, log_language, parse_log
 from .realtime import request_ip
 from .storage import StorageError
 from .wav import SNIFF_BYTES, AudioType, sniff_audio
@@ -114,12 +118,13 @@ def _check_rate(services) -> None:
 def _from_upload(services):
     form, files = request.form, request.files
     session_id = _session_id(form.get("session_id"), required=False) or _new_session_id()
-    scenario = _scenario(form.get("scenario"))
+    named = _scenario(form.get("scenario")) if form.get("scenario") else None
     raw_log, log_ext = _read_log(form.get("log"), files.get("log"))
     try:
         turns = parse_log(raw_log.decode("utf-8-sig"))
     except LogError as exc:
         raise FeedbackError(400, "invalid_log", str(exc)) from None
+    scenario = named or prompts.scenario_for_language(log_language(turns))
     audio = _read_audio(files.get("audio"), services.grader.inline_audio_max_bytes)
     folder = _request_folder(conversation_prefix(session_id, _utcnow()))
     storage = services.storage
@@ -209,7 +214,8 @@ def _from_session(services):
     session_id = _session_id(body.get("session_id"), required=True)
     storage = services.storage
     entry = _storage_call(find_recording, storage, session_id)
-    if entry is None:
+    owner = entry.get("learner_id") if entry is not None else None
+    if entry is None or (owner is not None and owner != current_learner().id):  # None: recorded before learners
         raise FeedbackError(404, "unknown_session", f"no recorded conversation has session_id {session_id!r}")
     scenario = _scenario(entry.get("scenario_id"), fallback=True)  # the recording's own, never the client's
     raw = _storage_call(storage.read, entry["transcript"])
@@ -223,7 +229,7 @@ def _from_session(services):
         raise FeedbackError(400, "empty_conversation", "the recorded conversation has nothing to grade")
     writes = {"log": _done(storage.uri(entry["transcript"])),
               "audio": _done(storage.uri(entry["audio"]) if entry.get("audio") else None)}
-    job = _Job(session_id, scenario, _request_folder(entry["prefix"]), turns, recording)
+    job = _Job(session_id, scenario, _request_folder(entry["prefix"]), turns, recording, owner, entry)
     return _grade_and_store(services, job, writes)
 
 
@@ -262,6 +268,8 @@ class _Job:
     folder: str  # this request's own folder
     turns: list[Turn]
     recording: Recording | None
+    owner: str | None = None  # the learner whose history gets the grade
+    pointer: dict[str, Any] | None = None  # the recording's session index entry
 
 
 def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
@@ -285,6 +293,8 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
                             session_id=job.session_id, stored=stored)
     report = grading.render_markdown(evaluation, job.scenario)
     stored["feedback"] = _store_results(services, job, evaluation, report)
+    if job.owner is not None:
+        _file_grade(services, job, grading.evaluation_json(evaluation))
     return jsonify({"session_id": job.session_id, "feedback": report,
                     "evaluation": grading.evaluation_json(evaluation), "stored": stored})
 
@@ -316,6 +326,15 @@ def _store_results(services, job: _Job, evaluation, report: str) -> str | None:
     except StorageError:
         log.warning("the grade of %s was returned but could not be stored", job.session_id)
         return None
+
+
+def _file_grade(services, job: _Job, evaluation: dict[str, Any]) -> None:
+    """Put the grade in the owner's history (a failure there leaves the answer as it is)."""
+    try:
+        services.learner_index().record_grade(job.owner, job.session_id, evaluation,
+                                              graded_at=_utcnow().isoformat(), pointer=job.pointer)
+    except StorageError:
+        log.warning("the grade of %s could not be put in its learner's history", job.session_id)
 
 
 def _unavailable() -> FeedbackError:

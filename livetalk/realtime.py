@@ -8,6 +8,7 @@ and the close code the contract gives for it.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -19,10 +20,13 @@ from flask_sock import Sock
 import prompts
 
 from . import relay
+from .auth import current_learner
 from .engine import LiveSetup
+from .identity import Learner
 from .logs import log_context
 from .origins import client_ip, origin_allowed
 from .protocol import REFUSALS, Close, ErrorCode, Mode, ProtocolError, parse_mode
+from .quotas import QuotaExceeded
 from .services import Services
 from .signing import ResumeError, ResumeState, TicketError
 
@@ -69,9 +73,9 @@ def _relay_socket(ws, services: Services) -> None:
     """Admit the upgraded socket, hand it to the relay loop and wait until the conversation is over."""
     sock = ws.sock
     ws.connected = False  # flask-sock's own close() becomes a no-op: the relay owns the socket now
-    ip, holder = request_ip(services), secrets.token_hex(8)
+    ip, holder, learner = request_ip(services), secrets.token_hex(8), current_learner()
     try:
-        conversation = _admit(services, ip, holder)
+        conversation = _admit(services, ip, holder, learner)
     except ProtocolError as exc:
         log.info("conversation refused: %s", exc.code.value, extra={"fields": {"client_ip": ip}})
         services.submit(relay.refuse(sock, exc.code, exc.message, _close_for(exc.code))).result()
@@ -80,6 +84,8 @@ def _relay_socket(ws, services: Services) -> None:
         with log_context(session_id=conversation.session_id):
             services.submit(_run(sock, services, conversation)).result(CONVERSATION_WAIT_S)
     finally:
+        services.quotas.spend(learner.id, time.monotonic() - conversation.stats.started)
+        services.quotas.release(learner.id, conversation.session_id)
         services.admission.release_socket(ip, holder)
 
 
@@ -90,10 +96,11 @@ def _close_for(code: ErrorCode) -> Close:
     return refusal.close if refusal else Close.POLICY
 
 
-def _admit(services: Services, ip: str, holder: str) -> relay.Conversation:
+def _admit(services: Services, ip: str, holder: str, learner: Learner) -> relay.Conversation:
     """Check the request and build its conversation; raises :class:`ProtocolError`.
 
-    On success ``holder`` holds its admission slots (released by the caller).
+    On success ``holder`` holds its admission slots and the conversation one of ``learner``'s
+    (both released by the caller).
     """
     settings = services.settings
     if services.draining.is_set():
@@ -113,7 +120,19 @@ def _admit(services: Services, ip: str, holder: str) -> relay.Conversation:
     refusal = services.admission.admit_socket(ip, holder)
     if refusal is not None:
         raise ProtocolError(refusal.code, refusal.message)
-    return _conversation(services, scenario, mode, resuming)
+    session_id = resuming.session_id if resuming else new_session_id()
+    try:
+        allowance_s = services.quotas.admit(learner.id, session_id, resuming=resuming is not None)
+    except QuotaExceeded as exc:
+        services.admission.release_socket(ip, holder)
+        raise ProtocolError(ErrorCode.QUOTA_EXCEEDED, exc.message) from None
+    try:
+        return _conversation(services, scenario, mode, resuming, session_id=session_id, learner=learner,
+                             allowance_s=allowance_s)
+    except BaseException:  # nothing will release what was taken: give it back now
+        services.quotas.release(learner.id, session_id)
+        services.admission.release_socket(ip, holder)
+        raise
 
 
 def _resume_state(services: Services, token: str | None) -> ResumeState | None:
@@ -134,9 +153,8 @@ def _check_ticket(services: Services, token: str | None, scenario_id: str) -> No
                             f"access ticket {exc.reason}: request a new one from POST /session") from None
 
 
-def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
-                  resuming: ResumeState | None) -> relay.Conversation:
-    session_id = resuming.session_id if resuming else new_session_id()
+def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode, resuming: ResumeState | None, *,
+                  session_id: str, learner: Learner, allowance_s: float) -> relay.Conversation:
     started_at = resuming.started_at if resuming else time.time()
     segment = resuming.segment if resuming else 0
     engine = services.engine(scenario.engine)
@@ -150,15 +168,18 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
     )
     recorder = services.new_recorder(
         session_id, scenario.id, segment=segment, input_rate=engine.input_rate,
-        started_at=dt.datetime.fromtimestamp(started_at, dt.timezone.utc),
+        started_at=dt.datetime.fromtimestamp(started_at, dt.timezone.utc), learner=learner,
     )
+    policy = services.policy
+    if allowance_s < policy.session_max_s:  # what is left of the learner's day ends it first
+        policy = dataclasses.replace(policy, session_max_s=allowance_s)
     return relay.Conversation(
         session_id=session_id,
         setup=setup,
         mode=mode,
         scenario_id=scenario.id,
         engine=engine,
-        policy=services.policy,
+        policy=policy,
         emulated=services.engines.emulated(scenario.engine),
         recorder=recorder,
         observer=services.metrics.observer(engine=engine.name),

@@ -4,8 +4,8 @@
 ``post_worker_init`` warms it up and ``worker_exit`` closes it. Everything that lives as long as the process
 is created, handed out and stopped here: the relay's event loop thread, the Gemini engine (the real API or
 the embedded emulator), the object store, the recording pump and its I/O pool, the feedback write pool, the
-admission limits, the signing key and the metrics. Nothing here does I/O at construction: threads, sockets,
-clients and metric files start on first use.
+admission limits, the per-learner limits, the signing key, who-is-calling (the IAP key cache) and the
+metrics. Nothing here does I/O at construction: threads, sockets, clients and metric files start on first use.
 """
 from __future__ import annotations
 
@@ -25,10 +25,13 @@ from .admission import Admission
 from .config import Settings
 from .engines import Engines
 from .grading import Grader
+from .identity import AnonymousLearners, Authenticator, AuthMode, IapVerifier, Learner
+from .learners import IndexedRecording, LearnerIndex
 from .limits import LeaseKeeper, create_limit_stores
 from .metrics import create_metrics
+from .quotas import LearnerQuotas
 from .recording import ConversationRecorder, RecordingPump
-from .relay import Policy
+from .relay import Policy, Recorder
 from .signing import TokenSigner
 
 if TYPE_CHECKING:
@@ -66,6 +69,10 @@ class Services:
         self.leases = LeaseKeeper()
         self.admission = Admission(settings, self.limit_stores, self.leases)
         self.tokens = TokenSigner.from_settings(settings)
+        self.authenticator = _authenticator(settings, self.tokens)
+        self.quotas = LearnerQuotas(store=self.limit_stores.shared, leases=self.leases,
+                                    max_concurrent=settings.learner_max_concurrent,
+                                    daily_s=settings.learner_daily_s)
         self.recording_pump = pump or RecordingPump()
         self.metrics = create_metrics(settings)
         self.draining = threading.Event()
@@ -127,14 +134,26 @@ class Services:
             return self._storage
 
     def new_recorder(self, session_id: str, scenario_id: str, *, started_at: dt.datetime,
-                     segment: int = 0, input_rate: int = 16000) -> ConversationRecorder:
-        """A recorder for one conversation (no I/O until it receives audio); ``input_rate`` of the user's audio."""
-        return ConversationRecorder(self.storage, session_id=session_id, scenario_id=scenario_id,
-                                    started_at=started_at, segment=segment, pump=self.recording_pump,
-                                    checkpoint_s=self.settings.recording_checkpoint_s, input_rate=input_rate)
+                     segment: int = 0, input_rate: int = 16000, learner: Learner | None = None) -> Recorder:
+        """A recorder for one conversation (no I/O until it receives audio), filed under ``learner`` when published.
+
+        ``input_rate`` is the user's audio rate (the engine's).
+        """
+        recorder = ConversationRecorder(self.storage, session_id=session_id, scenario_id=scenario_id,
+                                        started_at=started_at, segment=segment, pump=self.recording_pump,
+                                        checkpoint_s=self.settings.recording_checkpoint_s, input_rate=input_rate,
+                                        learner_id=learner.id if learner else None)
+        if learner is None:
+            return recorder
+        return IndexedRecording(recorder, self.learner_index(), learner, submit=self.write)
+
+    def learner_index(self) -> LearnerIndex:
+        """The learners' own indexes of their conversations, in storage (entries read on the write pool)."""
+        return LearnerIndex(self.storage, submit=self.write)
 
     def write(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """Run a storage write on the write pool (at most :data:`WRITE_THREADS` at once)."""
+        """Run a storage call on the write pool (at most :data:`WRITE_THREADS` at once): feedback uploads,
+        a page of index entries read in parallel, a recording filed after a drain."""
         with self._lock:
             if self._writes is None:
                 self._writes = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="feedback-write")
@@ -192,6 +211,15 @@ class Services:
         self.engines.close()
         self.leases.close()
         self.limit_stores.close()
+
+
+def _authenticator(settings: Settings, tokens: TokenSigner) -> Authenticator:
+    """Who is calling, in the configured ``AUTH_MODE`` (no I/O: IAP's keys are fetched on first use)."""
+    mode = AuthMode(settings.auth_mode)
+    iap = None
+    if mode is AuthMode.IAP:
+        iap = IapVerifier(audience=settings.iap_audience or "", keys_url=settings.iap_keys_url)
+    return Authenticator(mode=mode, anonymous=AnonymousLearners(tokens), iap=iap)
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

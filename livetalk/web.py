@@ -1,5 +1,5 @@
-"""The app's routes: the page, ``/healthz``, ``/scenarios``, ``POST /session``, ``/metrics``; the socket and
-``/feedback``.
+"""The app's routes: the pages, ``/healthz``, ``/scenarios``, ``POST /session``, ``/metrics``; the socket,
+``/feedback`` and ``/api``.
 
 Every response carries the security headers (:mod:`livetalk.headers`); every error a client can cause is
 a JSON body ``{"error": {"code", "message"}}`` with a 4xx status, and an unexpected failure a 500 without
@@ -17,6 +17,8 @@ from werkzeug.exceptions import HTTPException, NotFound
 import prompts
 
 from . import __version__, httpguard
+from .api import api_bp
+from .auth import init_auth, refresh_cookie
 from .feedback import feedback_bp
 from .headers import security_headers
 from .logs import TraceContextMiddleware
@@ -33,13 +35,18 @@ def init_app(app: Flask, services: Services) -> None:
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
+    init_auth(app, services)
     app.register_blueprint(feedback_bp)
+    app.register_blueprint(api_bp)
     init_socket(app, services)
 
     @app.get("/")
     def index():
-        return render_template("index.html", emulated=services.emulated,
-                               version=services.settings.version or __version__)
+        return _page("index.html", services)
+
+    @app.get("/history")
+    def history():
+        return _page("history.html", services)
 
     @app.get("/healthz")
     def healthz():
@@ -64,6 +71,13 @@ def init_app(app: Flask, services: Services) -> None:
     @app.get("/metrics")
     def metrics():
         return _metrics(services)
+
+
+def _page(template: str, services: Services):
+    """A page; an anonymous learner's cookie is (re)set with it."""
+    refresh_cookie()
+    return render_template(template, emulated=services.emulated, anonymous=services.settings.auth_mode == "anonymous",
+                           version=services.settings.version or __version__)
 
 
 def _security_headers(response):

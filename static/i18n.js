@@ -73,6 +73,53 @@ export const messages = {
     "error.scenarios": "シナリオを読み込めませんでした。ページを再読み込みしてください。",
     "error.not_live": "会話が始まっていません。先に「会話を開始」を押してください。",
     "error.unknown": "問題が起きました。もう一度お試しください。",
+    // learners: history, progress, limits
+    "error.quota_exceeded": "練習の上限に達しました。上限が戻るまでお待ちください（詳しくは「練習の記録」をご覧ください）。",
+    "nav.history": "練習の記録",
+    "nav.practice": "練習する",
+    "learner.cookie_note":
+      "練習の記録は、このブラウザーの Cookie に保存された匿名の ID に結び付いています。Cookie を削除すると新しい学習者として始まり、これまでの記録は表示されなくなります。",
+    "feedback.see_progress": "練習の記録と成長を見る",
+    "history.page_title": "練習の記録 — Live Talk",
+    "history.skip": "記録の一覧へ移動",
+    "history.tagline": "練習の記録と成長",
+    "history.usage.title": "きょうの練習",
+    "history.usage.line": "きょうは {conversations} 回、{time} 練習しました（1 日 {limit} 分まで、同時に {concurrent} 件まで）。",
+    "history.usage.resets": "上限は {hours} 時間後（協定世界時 0 時）に戻ります。",
+    "history.progress.title": "成長の推移",
+    "history.progress.score": "スコア",
+    "history.progress.talk_share": "あなたの発話の割合（%）",
+    "history.progress.empty": "採点された会話がまだありません。会話を終えて採点すると、ここにスコアの推移が表示されます。",
+    "history.progress.point": "{date}：{score} 点",
+    "history.progress.talk_point": "{date}：あなたの発話 {share}%",
+    "history.list.title": "これまでの会話",
+    "history.list.empty": "まだ会話がありません。",
+    "history.list.more": "さらに表示",
+    "history.item.ungraded": "未採点",
+    "history.item.score": "{score} 点",
+    "history.item.appointment": "アポイント獲得",
+    "history.item.no_outcome": "成果なし",
+    "history.load_failed": "記録を読み込めませんでした。ページを再読み込みしてください。",
+    "detail.close": "一覧に戻る",
+    "detail.no_audio": "この会話には録音がありません。",
+    "detail.not_found": "この会話は見つかりませんでした（削除された可能性があります）。",
+    "detail.not_graded": "この会話はまだ採点されていません。",
+    "detail.delete": "この会話を削除",
+    "detail.delete.confirm_title": "この会話を削除しますか？",
+    "detail.delete.confirm_text": "録音、文字起こし、評価を含むすべての記録が削除され、元に戻せません。",
+    "detail.delete.cancel": "やめる",
+    "detail.delete.ok": "削除する",
+    "detail.delete.failed": "削除できませんでした。しばらくしてからもう一度お試しください。",
+    "admin.title": "すべての学習者の会話（管理者）",
+    "admin.scenario": "シナリオ",
+    "admin.any": "すべて",
+    "admin.since": "開始日",
+    "admin.until": "終了日",
+    "admin.learner": "学習者（ID またはメール）",
+    "admin.min_score": "最低スコア",
+    "admin.max_score": "最高スコア",
+    "admin.search": "検索",
+    "admin.mine": "自分の記録に戻る",
   },
   en: {
     "app.tagline": "Practise a sales conversation out loud with an AI customer",
@@ -143,8 +190,87 @@ export const messages = {
     "error.scenarios": "The scenarios could not be loaded. Reload the page.",
     "error.not_live": "No conversation yet. Press Start conversation first.",
     "error.unknown": "Something went wrong. Please try again.",
+    // learners: history, progress, limits
+    "error.quota_exceeded": "You have reached your practice limit. Please wait until it resets (see Your practice for details).",
+    "nav.history": "Your practice",
+    "nav.practice": "Practise",
+    "learner.cookie_note":
+      "Your practice record is tied to an anonymous ID kept in this browser's cookies. Clearing cookies starts you as a new learner, and your earlier record will no longer be shown.",
+    "feedback.see_progress": "See your practice record and progress",
+    "history.page_title": "Your practice — Live Talk",
+    "history.skip": "Skip to the list",
+    "history.tagline": "Your practice record and progress",
+    "history.usage.title": "Today",
+    "history.usage.line": "Today you practised {conversations} time(s), {time} in all (up to {limit} min a day, {concurrent} at once).",
+    "history.usage.resets": "The limit resets in {hours} h (at 00:00 UTC).",
+    "history.progress.title": "Progress",
+    "history.progress.score": "Score",
+    "history.progress.talk_share": "Your share of the talking (%)",
+    "history.progress.empty": "No graded conversation yet. End a conversation and have it graded to see your scores here.",
+    "history.progress.point": "{date}: {score} points",
+    "history.progress.talk_point": "{date}: you talked {share}%",
+    "history.list.title": "Your conversations",
+    "history.list.empty": "No conversations yet.",
+    "history.list.more": "Show more",
+    "history.item.ungraded": "Not graded",
+    "history.item.score": "{score} points",
+    "history.item.appointment": "Meeting agreed",
+    "history.item.no_outcome": "No outcome",
+    "history.load_failed": "Your record could not be loaded. Reload the page.",
+    "detail.close": "Back to the list",
+    "detail.no_audio": "This conversation has no recording.",
+    "detail.not_found": "This conversation was not found (it may have been deleted).",
+    "detail.not_graded": "This conversation has not been graded yet.",
+    "detail.delete": "Delete this conversation",
+    "detail.delete.confirm_title": "Delete this conversation?",
+    "detail.delete.confirm_text": "Everything about it — recording, transcript, evaluation — is deleted for good.",
+    "detail.delete.cancel": "Cancel",
+    "detail.delete.ok": "Delete",
+    "detail.delete.failed": "It could not be deleted. Please try again later.",
+    "admin.title": "Every learner's conversations (administrators)",
+    "admin.scenario": "Scenario",
+    "admin.any": "Any",
+    "admin.since": "From",
+    "admin.until": "To",
+    "admin.learner": "Learner (id or email)",
+    "admin.min_score": "Lowest score",
+    "admin.max_score": "Highest score",
+    "admin.search": "Search",
+    "admin.mine": "Back to my record",
   },
 };
+
+const LANGUAGE_KEY = "livetalk.lang";
+
+/** The language the user chose earlier on any page of the site, or null. */
+export function storedLanguage(storage = undefined) {
+  try {
+    const store = storage ?? globalThis.localStorage; // reading localStorage itself throws when blocked
+    return store ? store.getItem(LANGUAGE_KEY) : null;
+  } catch {
+    return null; // storage blocked: follow the browser
+  }
+}
+
+/** Remember the user's choice for every page of the site (quietly not, when storage is blocked). */
+export function storeLanguage(lang, storage = undefined) {
+  try {
+    const store = storage ?? globalThis.localStorage;
+    if (store) store.setItem(LANGUAGE_KEY, lang);
+  } catch {
+    // not remembered; still switched for this page
+  }
+}
+
+/** The language after `lang` in LANGUAGES (the language button's next choice). */
+export function nextLanguage(lang) {
+  return LANGUAGES[(LANGUAGES.indexOf(lang) + 1) % LANGUAGES.length];
+}
+
+/** `template` with each {name} replaced by values[name] (missing names are left as they are). */
+export function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (Object.hasOwn(values, name) ? String(values[name]) : whole));
+}
 
 /**
  * Choose the page language: a stored choice first, then the first of the browser's

@@ -2,13 +2,11 @@
 // loads the scenarios, picks the language and publishes the automation hooks (window.liveTalk).
 import { Conversation } from "./conversation.js";
 import { requestFeedback } from "./feedback.js";
-import { LANGUAGES, pickLanguage, translator } from "./i18n.js";
+import { nextLanguage, pickLanguage, storeLanguage, storedLanguage, translator } from "./i18n.js";
 import { Player } from "./player.js";
 import { Recorder } from "./recorder.js";
 import { RealtimeSocket, realtimeUrl } from "./socket.js";
 import { View } from "./ui.js";
-
-const LANGUAGE_KEY = "livetalk.lang";
 
 function bindControls(view, conversation) {
   view.startButton.addEventListener("click", () => conversation.start());
@@ -46,24 +44,12 @@ async function checkHealth(conversation) {
   }
 }
 
-function storedLanguage() {
-  try {
-    return localStorage.getItem(LANGUAGE_KEY);
-  } catch {
-    return null; // storage blocked: follow the browser
-  }
-}
-
 function setupLanguage(view) {
   let lang = pickLanguage(navigator.languages || [navigator.language], storedLanguage());
   view.setLanguage(lang, translator(lang));
   view.languageButton.addEventListener("click", () => {
-    lang = LANGUAGES[(LANGUAGES.indexOf(lang) + 1) % LANGUAGES.length];
-    try {
-      localStorage.setItem(LANGUAGE_KEY, lang);
-    } catch {
-      // not remembered; still switched for this page
-    }
+    lang = nextLanguage(lang);
+    storeLanguage(lang);
     view.setLanguage(lang, translator(lang));
   });
 }

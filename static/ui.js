@@ -25,6 +25,7 @@ export class View {
     this.textInput = byTestId("text-input");
     this.sendButton = byTestId("send");
     this.feedback = byTestId("feedback");
+    this.seeProgress = doc.getElementById("see-progress");
     this.banner = byTestId("emulated-banner");
     this.meter = doc.getElementById("meter");
     this.meterBar = doc.getElementById("meter-bar");
@@ -43,6 +44,7 @@ export class View {
     this.t = t;
     this.doc.documentElement.lang = lang;
     applyTranslations(this.doc, t);
+    if (!BUSY.has(this.state)) this._preferScenarioIn(lang); // the persona speaks the page's language
     this.refresh();
     if (this.errorKey) this.showError(this.errorKey);
     for (const li of this.items.values()) this._labelUtterance(li);
@@ -59,12 +61,17 @@ export class View {
       return option;
     });
     this.scenario.replaceChildren(...options);
-    // Start on a scenario in the page's language when there is one.
-    const lang = this.doc.documentElement.lang;
-    const preferred = scenarios.find((s) => String(s.language || "").toLowerCase().startsWith(lang));
-    if (preferred) this.scenario.value = preferred.id;
-    this.showScenarioDescription();
+    this._preferScenarioIn(this.doc.documentElement.lang);
     this.refresh(); // the controls depend on whether there are scenarios
+  }
+
+  // Choose a scenario in `lang` when there is one and the chosen one is in another language.
+  _preferScenarioIn(lang) {
+    const inLang = (s) => String(s.language || "").toLowerCase().split("-")[0] === lang;
+    const chosen = this.scenarios.find((s) => s.id === this.scenario.value);
+    const preferred = this.scenarios.find(inLang);
+    if (preferred && !(chosen && inLang(chosen))) this.scenario.value = preferred.id;
+    this.showScenarioDescription();
   }
 
   showScenarioDescription() {
@@ -198,6 +205,7 @@ export class View {
   }
 
   clearFeedback() {
+    if (this.seeProgress) this.seeProgress.hidden = true;
     this.feedback.replaceChildren();
     delete this.feedback.dataset.score;
     this.feedback.hidden = true;
@@ -221,6 +229,15 @@ export class View {
     this.feedback.removeAttribute("aria-busy");
     renderEvaluation(this.feedback, data, this.t);
     this.feedback.hidden = false;
+    this._offerProgress(data && data.session_id);
+  }
+
+  // After a grade: a way to the learner's history, opened on this conversation.
+  _offerProgress(sessionId) {
+    if (!this.seeProgress) return;
+    const link = this.seeProgress.querySelector("a");
+    link.href = sessionId ? `/history#${encodeURIComponent(sessionId)}` : "/history";
+    this.seeProgress.hidden = false;
   }
 
   /** A plain message in the feedback area (grading unavailable, failed...). */

@@ -154,3 +154,23 @@ def make_server(settings):
 def live_server(make_server) -> LiveServer:
     """The service with default settings, against the emulator."""
     return make_server()
+
+
+# --- learners --------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def new_browser():
+    """Factory: one learner's cookie jar against a server (``tests.learner_helpers.Browser``), closed afterwards."""
+    from tests.learner_helpers import Browser
+
+    made: list[Browser] = []
+
+    def make(url: str, **options) -> Browser:
+        browser = Browser(url, **options)
+        made.append(browser)
+        return browser
+
+    yield make
+    for browser in made:
+        browser.close()

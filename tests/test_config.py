@@ -52,3 +52,20 @@ def test_settings_are_frozen():
     """Settings cannot be changed after they are read."""
     with pytest.raises(AttributeError):
         Settings().port = 1  # type: ignore[misc]
+
+
+def test_learner_settings_have_safe_defaults_and_iap_needs_an_audience():
+    """Anonymous learners by default with 2 conversations and an hour a day; IAP without IAP_AUDIENCE is an error."""
+    default = Settings.from_env({})
+    assert (default.auth_mode, default.learner_max_concurrent, default.learner_daily_s) == ("anonymous", 2, 3600.0)
+    assert default.iap_keys_url == "https://www.gstatic.com/iap/verify/public_key-jwk"
+    iap = Settings.from_env({"AUTH_MODE": "IAP", "IAP_AUDIENCE": "/projects/1/global/backendServices/2",
+                             "ADMIN_EMAILS": "Boss@Example.com, ops@example.com  it@example.com",
+                             "LEARNER_DAILY_SECONDS": "120", "IAP_KEYS_URL": "http://127.0.0.1:1/keys"})
+    assert iap.auth_mode == "iap" and iap.learner_daily_s == 120.0 and iap.iap_keys_url == "http://127.0.0.1:1/keys"
+    assert iap.admin_emails == ("boss@example.com", "ops@example.com", "it@example.com")
+    for env, variable in [({"AUTH_MODE": "iap"}, "IAP_AUDIENCE"), ({"AUTH_MODE": "oauth"}, "AUTH_MODE"),
+                          ({"LEARNER_MAX_CONCURRENT": "0"}, "LEARNER_MAX_CONCURRENT"),
+                          ({"LEARNER_DAILY_SECONDS": "an hour"}, "LEARNER_DAILY_SECONDS")]:
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env(env)

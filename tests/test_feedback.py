@@ -117,6 +117,21 @@ def test_text_log_without_audio(local_store, app_factory, emu):
     assert "What slows your dispatchers down?" in emu.control.requests()[-1]["text"]
 
 
+@pytest.mark.parametrize(("log", "scenario", "words"), [
+    (TEXT_LOG, None, "B2B sales coach"),
+    (json.dumps(LOG, ensure_ascii=False), None, "法人営業のトレーナー"),
+    (TEXT_LOG, "sales-ja", "法人営業のトレーナー"),  # a named scenario is kept whatever the log's language
+], ids=["english-log", "japanese-log", "named-scenario"])
+def test_an_upload_without_a_scenario_is_graded_in_the_logs_language(local_store, app_factory, emu, log, scenario,
+                                                                      words):
+    """Without `scenario`, the scenario in the log's language grades it: an English log never gets a Japanese report."""
+    fields = {"scenario": scenario} if scenario else {}
+    response = post_upload(app_factory(local_store), log=log, **fields)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    graded = [r for r in emu.control.requests() if "generateContent" in r["path"]][-1]
+    assert words in graded["system_instruction"]
+
+
 def test_log_as_a_file_part(local_store, app_factory, emu):
     """The log may come as a file part (log.json) instead of a form field."""
     client = app_factory(local_store)
@@ -375,3 +390,21 @@ def test_sniff_audio(head, kind):
 def test_parse_log(text, turns):
     """Both log formats parse to turns; unlabeled lines continue the previous message."""
     assert [dataclasses.astuple(t) for t in parse_log(text)] == turns
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "scenario"),
+    [(TEXT_LOG, "en", "sales-en"),
+     ("User: 本日はAIアシスタントのご紹介です。PCの問い合わせは多いですか？\nAI: はい", "ja", "sales-ja"),
+     ("User: Hello Sato-san, こんにちは. Do you have a minute to talk about scheduling?\nAI: Sure.", "en", "sales-en"),
+     ("User: ありがとうございます\nAI: OK", "ja", "sales-ja"),
+     ("User: 12345 ?!\nAI: ...", "en", "sales-en")],
+    ids=["english", "japanese-with-latin-words", "english-with-a-greeting", "short-japanese", "no-letters"],
+)
+def test_a_logs_language_picks_the_scenario(text, language, scenario):
+    """Kana and kanji among a log's letters make it Japanese; otherwise it is English; each has its scenario."""
+    import prompts
+    from livetalk.conversation_log import log_language
+
+    assert log_language(parse_log(text)) == language
+    assert prompts.scenario_for_language(language).id == scenario

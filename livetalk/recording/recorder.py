@@ -72,6 +72,8 @@ class ConversationRecorder:
         input_rate: the user audio's sample rate in Hz (16000, or 24000 for an engine that takes that).
         checkpoint_s: seconds of conversation between checkpoints (the audio, transcript and ``meta.json``
             so far, readable in storage, marked ``"complete": false``).
+        learner_id: who opened the conversation (see :mod:`livetalk.identity`), kept in ``meta.json`` and
+            the session index so that only they can read it back; None: nobody in particular.
 
     Every method but :meth:`finalize` is non-blocking and meant for the relay's event-loop
     thread (one thread: they are not meant to be called from several at once).
@@ -91,8 +93,10 @@ class ConversationRecorder:
         queue_budget_bytes: int = QUEUE_BUDGET_BYTES,
         checkpoint_s: float = CHECKPOINT_S,
         input_rate: int = INPUT_RATE,
+        learner_id: str | None = None,
     ) -> None:
         self.session_id = session_id
+        self.learner_id = learner_id
         self.scenario_id = scenario_id
         self.started_at = started_at if started_at.tzinfo else started_at.replace(tzinfo=dt.timezone.utc)
         self._prefix = segment_prefix(conversation_prefix(session_id, self.started_at), segment)
@@ -394,6 +398,7 @@ class _RecordingWorker:
         return {
             "session_id": rec.session_id,
             "scenario_id": rec.scenario_id,
+            "learner_id": rec.learner_id,
             "started_at": rec.started_at.isoformat(),
             "ended_at": (rec.started_at + dt.timedelta(seconds=elapsed)).isoformat(),
             "duration_s": round(elapsed, 3),
@@ -415,7 +420,7 @@ class _RecordingWorker:
         """The ``sessions/<id>.json`` entry (segment 0 only)."""
         if self.rec.segment:
             return None
-        index = {k: meta[k] for k in ("session_id", "scenario_id", "started_at", "ended_at")}
+        index = {k: meta[k] for k in ("session_id", "scenario_id", "learner_id", "started_at", "ended_at")}
         index.update(prefix=self.rec.key_prefix, audio=meta["audio"] and meta["audio"]["key"],
                      transcript=self.sink.key(TRANSCRIPT_NAME), meta=self.sink.key(META_NAME))
         return index
