@@ -13,6 +13,7 @@ const LANGUAGE_KEY = "livetalk.lang";
 function bindControls(view, conversation) {
   view.startButton.addEventListener("click", () => conversation.start());
   view.endButton.addEventListener("click", () => conversation.end());
+  view.gradeRecordedButton.addEventListener("click", () => conversation.gradeRecorded());
   view.scenario.addEventListener("change", () => view.showScenarioDescription());
   for (const input of view.modeInputs) input.addEventListener("change", () => view.refresh());
   view.composer.addEventListener("submit", (event) => {

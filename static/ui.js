@@ -16,6 +16,7 @@ export class View {
     this.modeInputs = [...doc.querySelectorAll('input[name="mode"]')];
     this.startButton = byTestId("start");
     this.endButton = byTestId("end");
+    this.gradeRecordedButton = byTestId("grade-recorded");
     this.status = byTestId("status");
     this.statusText = doc.getElementById("status-text");
     this.error = byTestId("error");
@@ -203,6 +204,11 @@ export class View {
     this.feedback.hidden = true;
   }
 
+  /** Offer (or stop offering) to grade what was recorded of a conversation that failed. */
+  offerGradeRecorded(on) {
+    this.gradeRecordedButton.hidden = !on;
+  }
+
   showGradingProgress() {
     this.clearFeedback();
     const box = this.doc.createElement("div");
@@ -215,12 +221,21 @@ export class View {
     this.feedback.append(box);
     this.feedback.setAttribute("aria-busy", "true");
     this.feedback.hidden = false;
+    this._bringIntoView(this.feedback);
   }
 
   showEvaluation(data) {
     this.feedback.removeAttribute("aria-busy");
     renderEvaluation(this.feedback, data, this.t);
     this.feedback.hidden = false;
+    // On a phone the grade lands below the fold: take the reader there and announce it.
+    this._bringIntoView(this.feedback.querySelector(".feedback-title") || this.feedback, { focus: true });
+  }
+
+  _bringIntoView(element, { focus = false } = {}) {
+    const still = this.doc.defaultView?.matchMedia?.("(prefers-reduced-motion: reduce)").matches;
+    element.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
+    if (focus) element.focus({ preventScroll: true });
   }
 
   /** A plain message in the feedback area (grading unavailable, failed...). */
