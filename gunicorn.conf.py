@@ -49,6 +49,13 @@ def on_exit(server):
         instance.stop()
 
 
+def child_exit(server, worker):
+    """A worker is gone (exited, killed or timed out): its open conversations stop counting in /metrics."""
+    instance = getattr(server, "livetalk_instance", None)
+    if instance is not None:
+        instance.worker_exited(worker.pid)
+
+
 def post_worker_init(worker):
     """Start the relay loop (and the emulator, in demo mode) before the first request."""
     worker.wsgi.extensions["livetalk"].warm_up()

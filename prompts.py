@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from livetalk.engine import Vad
+from livetalk.engine import Tool, Vad
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -30,6 +30,7 @@ class Scenario:
     voice: str
     system_instruction: str
     vad: Vad = Vad()
+    tools: tuple[Tool, ...] = ()  # functions the AI party may call; their outcomes are recorded
     grading_instruction: str
     rubric: tuple[Criterion, ...]
 
@@ -67,8 +68,25 @@ _SALES_JA_INSTRUCTION = """\
 ゴール:
 - 営業担当者が懸念にきちんと答え、次の具体的な一歩（デモや打ち合わせの日程）を提案したら、
   アポイントを受け入れてかまいません。そうでなければ「検討します」とやんわり断ります。
+- アポイントを受け入れたら、日付・時刻・目的を schedule_meeting 関数で記録してください（話はそのまま続けます）。
 - あなたがAIであることや、これが練習であることには触れません。最後まで佐藤として話します。
 """
+
+SCHEDULE_MEETING = Tool(
+    name="schedule_meeting",
+    description=("Record the meeting you (the customer) just agreed to with the salesperson: a demo, a follow-up "
+                 "meeting or a visit. Call it only once you have clearly accepted a concrete date and time."),
+    parameters={
+        "type": "object",
+        "properties": {
+            "date": {"type": "string", "description": "The agreed date, YYYY-MM-DD."},
+            "time": {"type": "string", "description": "The agreed start time, HH:MM (24-hour clock)."},
+            "topic": {"type": "string", "description": "What the meeting is for, e.g. demo."},
+        },
+        "required": ["date", "time"],
+    },
+    outcome="appointment",
+)
 
 _SALES_JA_GRADING = """\
 あなたは法人営業のトレーナーです。以下は、AIアシスタント製品を売り込む営業担当者（user）と、
@@ -96,6 +114,7 @@ What you really think:
 Goal:
 - If the salesperson handles your concerns and proposes a concrete next step (a demo or a meeting with
   a date), accept it. Otherwise say you will think about it. Never mention that you are an AI.
+- When you accept a meeting, record its date, time and topic with the schedule_meeting function, and keep talking.
 """
 
 _INTERVIEW_EN_GRADING = """\
@@ -143,6 +162,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         voice="Kore",
         system_instruction=_SALES_JA_INSTRUCTION,
         vad=Vad(silence_ms=800),
+        tools=(SCHEDULE_MEETING,),
         grading_instruction=_SALES_JA_GRADING,
         rubric=_SALES_RUBRIC_JA,
     ),
@@ -154,6 +174,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         voice="Puck",
         system_instruction=_INTERVIEW_EN_INSTRUCTION,
         vad=Vad(silence_ms=600),
+        tools=(SCHEDULE_MEETING,),
         grading_instruction=_INTERVIEW_EN_GRADING,
         rubric=_SALES_RUBRIC_EN,
     ),

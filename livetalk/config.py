@@ -62,6 +62,10 @@ class Settings:
     ticket_ttl_s: float = 120.0
     max_request_bytes: int = 64 * 1024 * 1024
     redis_url: str | None = None  # limits shared by every instance (Memorystore); unset: per instance
+    # Metrics (GET /metrics, Prometheus text format).
+    metrics_enabled: bool = False  # off: a public service exposes nothing
+    metrics_local_only: bool = True  # served only to this instance itself (a sidecar on localhost)
+    metrics_dir: Path | None = None  # where gunicorn's workers share their values (set by the master)
     version: str | None = None  # the deployed revision (APP_VERSION, or Cloud Run's K_REVISION)
 
     @property
@@ -115,6 +119,9 @@ class Settings:
             ticket_ttl_s=env.float("TICKET_TTL_SECONDS", 120.0, low=1),
             max_request_bytes=env.int("MAX_REQUEST_BYTES", 64 * 1024 * 1024, low=1024),
             redis_url=env.str("REDIS_URL"),
+            metrics_enabled=env.bool("METRICS_ENABLED", False),
+            metrics_local_only=env.bool("METRICS_LOCAL_ONLY", True),
+            metrics_dir=env.path("PROMETHEUS_MULTIPROC_DIR"),  # prometheus_client reads it too
             version=env.str("APP_VERSION") or env.str("K_REVISION"),
         )
 

@@ -7,7 +7,7 @@ never asks which engine it has. Gemini Live is :mod:`livetalk.live`; tests can p
 Events (what an upstream's :meth:`Upstream.receive` returns), in the order a client should act on them:
 :class:`ModelAudio`, :class:`ModelText`, :class:`Transcription`, :class:`Interrupted`,
 :class:`GenerationComplete`, :class:`TurnComplete`, :class:`Usage`, :class:`Resumption`, :class:`GoAway`,
-:class:`ServerError`.
+:class:`ToolCall`, :class:`ToolCallCancellation`, :class:`ServerError`.
 
 Errors::
 
@@ -46,6 +46,20 @@ class Vad:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Tool:
+    """A function the AI party may call, declared by the server (never by the client).
+
+    ``parameters`` is a JSON schema of the arguments. ``outcome`` names what a call means for the role-play
+    (e.g. ``"appointment"``): the relay records it and tells the browser; None for other tools.
+    """
+
+    name: str
+    description: str
+    parameters: dict
+    outcome: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LiveSetup:
     """What the relay asks of an upstream session; the server derives it from a scenario."""
 
@@ -53,6 +67,7 @@ class LiveSetup:
     system_instruction: str
     voice: str
     vad: Vad
+    tools: tuple[Tool, ...] = ()
     resume_handle: str | None = None
 
 
@@ -108,6 +123,27 @@ class Usage:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class FunctionCall:
+    id: str
+    name: str
+    args: dict
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The AI party calls functions; each needs an answer (:meth:`Upstream.send_tool_result`)."""
+
+    calls: tuple[FunctionCall, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallCancellation:
+    """Calls the AI party no longer wants answered (the user spoke over them)."""
+
+    ids: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ServerError:
     """An error the upstream reported in a message (the session goes on)."""
 
@@ -116,7 +152,7 @@ class ServerError:
 
 
 Event = (ModelAudio | ModelText | Transcription | Interrupted | GenerationComplete | TurnComplete
-         | Resumption | GoAway | Usage | ServerError)
+         | Resumption | GoAway | Usage | ToolCall | ToolCallCancellation | ServerError)
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -168,6 +204,9 @@ class Upstream(Protocol):
 
     async def send_activity_end(self) -> None:
         """Push-to-talk: the user stopped speaking."""
+
+    async def send_tool_result(self, call_id: str, name: str, result: dict) -> None:
+        """Answer a function call; the AI party carries on without announcing it."""
 
     async def receive(self) -> list[Event]:
         """The events of the next upstream message; raises :class:`UpstreamClosed` at the end."""

@@ -35,6 +35,7 @@ import io
 import json
 import logging
 import secrets
+import time
 from concurrent.futures import Future
 from typing import Any, BinaryIO
 
@@ -325,6 +326,7 @@ class _Job:
 
 def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     evaluation, failure = None, None
+    started = time.monotonic()
     try:
         evaluation = _grade(services, job)
     except AudioRejected as exc:
@@ -338,6 +340,7 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     except Exception:  # the boundary: whatever broke, the upload is still answered for
         log.exception("grading crashed for %s", job.session_id)
         failure = GradingFailed("internal grading error")
+    services.metrics.grading_finished(time.monotonic() - started, failed=failure is not None)
     stored = {"log": None, "audio": None, **_settle(writes), "feedback": None}
     if failure is not None:
         raise FeedbackError(502, "grading_failed", f"grading failed: {failure}; the conversation is stored",

@@ -6,6 +6,9 @@
   ``EMULATOR_CA_FILE``): a conversation resumed on another worker finds its session, and the emulator is
   announced once. It runs as a child process (``python -m livetalk.emulator --ready-json``) that exits by
   itself if the master dies.
+* With ``METRICS_ENABLED``, a ``metrics`` folder in the state directory (``PROMETHEUS_MULTIPROC_DIR``) where
+  every worker writes its metric values, emptied at each start; :meth:`Instance.worker_exited` (gunicorn's
+  ``child_exit``) stops a dead worker's open conversations from counting (:mod:`livetalk.metrics`).
 
 The workers inherit the variables; :class:`~livetalk.config.Settings` reads them like any other.
 """
@@ -26,6 +29,7 @@ log = logging.getLogger("livetalk")
 
 EMULATOR_START_TIMEOUT_S = 20.0
 EMULATOR_STOP_TIMEOUT_S = 3.0
+METRICS_SUBDIR = "metrics"
 
 
 class Instance:
@@ -35,6 +39,7 @@ class Instance:
         self.settings = settings
         self.state_dir: Path | None = None
         self.emulator: subprocess.Popen[str] | None = None
+        self.metrics_dir: Path | None = None
 
     def start(self, environ: dict[str, str] | os._Environ[str] = os.environ) -> Instance:
         """Create the shared state and (in demo mode) start the emulator; publish both in ``environ``."""
@@ -42,12 +47,29 @@ class Instance:
         if not self.settings.instance_dir:
             self.state_dir = Path(tempfile.mkdtemp(prefix="livetalk-instance-"))
             environ["INSTANCE_STATE_DIR"] = str(self.state_dir)
+        if self.settings.metrics_enabled:
+            self._share_metrics(environ)
         if self.settings.emulated and not self.settings.emulator_url:
             base_url, ca_file = self._start_emulator()
             environ["EMULATOR_URL"], environ["EMULATOR_CA_FILE"] = base_url, ca_file
             log.warning("GEMINI_API_KEY is not set: conversations and grading use the built-in Gemini EMULATOR "
                         "at %s (replies are synthetic; set GEMINI_API_KEY to talk to Gemini)", base_url)
         return self
+
+    def _share_metrics(self, environ: dict[str, str] | os._Environ[str]) -> None:
+        """Give the workers one empty metrics directory; the variable must be set before they import the library."""
+        from .metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+        state_dir = self.settings.instance_dir or self.state_dir
+        self.metrics_dir = prepare_multiprocess_dir(state_dir / METRICS_SUBDIR)
+        environ[MULTIPROC_ENV] = str(self.metrics_dir)
+
+    def worker_exited(self, pid: int) -> None:
+        """A worker process is gone (any cause): its open conversations no longer count as active."""
+        if self.metrics_dir is not None:
+            from .metrics import mark_worker_dead
+
+            mark_worker_dead(pid, self.metrics_dir)
 
     def _start_emulator(self) -> tuple[str, str]:
         command = [sys.executable, "-m", "livetalk.emulator", "--host", "127.0.0.1", "--port", "0",

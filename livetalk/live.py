@@ -58,6 +58,11 @@ def build_config(setup: LiveSetup) -> types.LiveConnectConfig:
         context_window_compression=types.ContextWindowCompressionConfig(
             sliding_window=types.SlidingWindow(),
         ),
+        tools=[types.Tool(function_declarations=[
+            types.FunctionDeclaration(name=tool.name, description=tool.description,
+                                      parameters_json_schema=tool.parameters)
+            for tool in setup.tools
+        ])] if setup.tools else None,
     )
 
 
@@ -78,6 +83,7 @@ class LiveConnection:
 
     def __init__(self, context: Any, session: Any) -> None:
         self._context = context  # the SDK's async context manager, exited on close
+        self._session = session  # for the rare messages the SDK encodes itself (tool results)
         self._ws = sdk_websocket(session)
         self._closed = False
 
@@ -95,6 +101,15 @@ class LiveConnection:
 
     async def send_activity_end(self) -> None:
         await self._send(livewire.ACTIVITY_END.encode())
+
+    async def send_tool_result(self, call_id: str, name: str, result: dict) -> None:
+        """Answer a function call with scheduling SILENT: the model goes on talking without announcing it."""
+        response = types.FunctionResponse(id=call_id, name=name, response=result,
+                                          scheduling=types.FunctionResponseScheduling.SILENT)
+        try:
+            await self._session.send_tool_response(function_responses=[response])
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
 
     async def _send(self, message: bytes) -> None:
         try:

@@ -18,6 +18,7 @@ import orjson
 
 from .engine import (
     Event,
+    FunctionCall,
     GenerationComplete,
     GoAway,
     Interrupted,
@@ -26,6 +27,8 @@ from .engine import (
     Resumption,
     ServerError,
     Transcription,
+    ToolCall,
+    ToolCallCancellation,
     TurnComplete,
     Usage,
 )
@@ -71,6 +74,12 @@ def parse_server_message(raw: bytes | str) -> list[Event]:
     if "sessionResumptionUpdate" in msg:
         update = msg["sessionResumptionUpdate"] or {}
         events.append(Resumption(update.get("newHandle") or None, bool(update.get("resumable"))))
+    if "toolCall" in msg:
+        calls = ((msg["toolCall"] or {}).get("functionCalls")) or []
+        events.append(ToolCall(tuple(_function_call(c) for c in calls if isinstance(c, dict))))
+    if "toolCallCancellation" in msg:
+        ids = ((msg["toolCallCancellation"] or {}).get("ids")) or []
+        events.append(ToolCallCancellation(tuple(str(i) for i in ids)))
     if "goAway" in msg:
         events.append(GoAway(parse_duration((msg["goAway"] or {}).get("timeLeft"))))
     if "error" in msg or ("code" in msg and "message" in msg):
@@ -104,6 +113,11 @@ def _part(part: dict, events: list[Event]) -> None:
         events.append(ModelAudio(decode_b64(blob.get("data") or "")))
     elif part.get("text") and not part.get("thought"):
         events.append(ModelText(part["text"]))
+
+
+def _function_call(call: dict) -> FunctionCall:
+    args = call.get("args")
+    return FunctionCall(str(call.get("id") or ""), str(call.get("name") or ""), args if isinstance(args, dict) else {})
 
 
 def decode_b64(data: str) -> bytes:

@@ -251,5 +251,13 @@ def warning(code: ErrorCode, message: str, seconds_left: float) -> str:
     return _event("warning", code=code.value, message=message, seconds_left=round(seconds_left, 1))
 
 
+def outcome(name: str, details: dict, *, cancelled: bool = False) -> str:
+    """An extension: the AI party reached a result (e.g. ``appointment``) through a tool call.
+
+    ``cancelled`` (also an extension) withdraws an outcome announced earlier.
+    """
+    return _event("outcome", name=name, details=details, cancelled=cancelled)
+
+
 def error(code: ErrorCode, message: str, *, fatal: bool) -> str:
     return _event("error", code=code.value, message=message, fatal=fatal)

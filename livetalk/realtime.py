@@ -145,21 +145,24 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode,
         system_instruction=scenario.system_instruction,
         voice=settings.gemini_voice or scenario.voice,
         vad=scenario.vad,
+        tools=scenario.tools,
         resume_handle=resuming.handle if resuming else None,
     )
     recorder = services.new_recorder(
         session_id, scenario.id, segment=segment,
         started_at=dt.datetime.fromtimestamp(started_at, dt.timezone.utc),
     )
+    engine = services.engine()
     return relay.Conversation(
         session_id=session_id,
         setup=setup,
         mode=mode,
         scenario_id=scenario.id,
-        engine=services.engine(),
+        engine=engine,
         policy=services.policy,
         emulated=services.emulated,
         recorder=recorder,
+        observer=services.metrics.observer(engine=engine.name),
         tokens=services.tokens,
         started_at=started_at,
         segment=segment,

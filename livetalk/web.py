@@ -1,4 +1,5 @@
-"""The app's routes: the page, ``/healthz``, ``/scenarios``, ``POST /session``; the socket and ``/feedback``.
+"""The app's routes: the page, ``/healthz``, ``/scenarios``, ``POST /session``, ``/metrics``; the socket and
+``/feedback``.
 
 Every response carries the security headers (:mod:`livetalk.headers`); every error a client can cause is
 a JSON body ``{"error": {"code", "message"}}`` with a 4xx status, and an unexpected failure a 500 without
@@ -6,11 +7,12 @@ details (logged with its traceback).
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 
 from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 import prompts
 
@@ -59,6 +61,10 @@ def init_app(app: Flask, services: Services) -> None:
     def new_session():
         return _mint_ticket(services)
 
+    @app.get("/metrics")
+    def metrics():
+        return _metrics(services)
+
 
 def _security_headers(response):
     for name, value in security_headers().items():
@@ -89,6 +95,33 @@ def _mint_ticket(services: Services):
     token, expires = services.tokens.mint_ticket(scenario.id, now=time.time(), ttl_s=services.settings.ticket_ttl_s)
     expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
     return jsonify({"token": token, "expires_at": expires_at, "scenario": scenario.id})
+
+
+def _metrics(services: Services):
+    """``GET /metrics`` in Prometheus text format; the same 404 as any unknown path when it may not be seen."""
+    settings = services.settings
+    if not settings.metrics_enabled or (settings.metrics_local_only and not _from_this_instance()):
+        raise NotFound()
+    body, content_type = services.metrics.render(request.headers.get("Accept"))
+    return body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"}
+
+
+_PROXY_HEADERS = ("X-Forwarded-For", "Forwarded")
+
+
+def _from_this_instance() -> bool:
+    """A scrape from this machine itself (a sidecar on localhost), not relayed by any proxy.
+
+    Cloud Run's front end sets ``X-Forwarded-For`` on every request it delivers, so a request from outside
+    never passes, whatever address it seems to come from.
+    """
+    if any(name in request.headers for name in _PROXY_HEADERS):
+        return False
+    try:
+        peer = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return (getattr(peer, "ipv4_mapped", None) or peer).is_loopback
 
 
 _HTTP_CODES = {400: "bad_request", 413: "too_large", 429: "rate_limited"}

@@ -48,17 +48,12 @@ class BrowserSocket(asyncio.Protocol):
         self._failed = False  # we failed the connection: the peer's later frames are ignored
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_pong = 0.0  # time.monotonic() of the last pong
+        self.connection: socket.socket | None = None  # the upgraded socket, to shut the connection down
 
     # --- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
 
     def data_received(self, data: bytes) -> None:
         self._proto.receive_data(data)
@@ -115,10 +110,9 @@ class BrowserSocket(asyncio.Protocol):
     def abort(self) -> None:
         """Drop the TCP connection now."""
         if self._transport is not None:
-            sock = self._transport.get_extra_info("socket")
-            if sock is not None:
+            if self.connection is not None:
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)  # see _end: our close() alone may not reach the wire
+                    self.connection.shutdown(socket.SHUT_RDWR)  # see attach: closing ours alone is not enough
             self._transport.abort()
 
     def _flush(self) -> None:
@@ -196,8 +190,17 @@ def _end(transport: asyncio.Transport) -> None:
 
 
 async def attach(sock: socket.socket, factory: Callable[[], BrowserSocket]) -> BrowserSocket:
-    """Wrap an upgraded socket as a :class:`BrowserSocket` transport on the running loop."""
-    _transport, browser = await asyncio.get_running_loop().connect_accepted_socket(factory, sock=sock)
+    """Wrap an upgraded socket as a :class:`BrowserSocket` transport on the running loop.
+
+    The transport gets a duplicate of the descriptor: uvloop takes over (detaches) the socket it is given,
+    while the HTTP server that did the upgrade still holds ``sock`` and closes it once the request is over.
+    Closing our end alone does not end the connection; :func:`_end` and :meth:`BrowserSocket.abort` shut it
+    down, which acts on the connection whichever descriptor is used.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a socket option: the duplicate has it too
+    _transport, browser = await asyncio.get_running_loop().connect_accepted_socket(factory, sock=sock.dup())
+    browser.connection = sock
     return browser
 
 

@@ -26,7 +26,7 @@ from tests.gcs_helpers import gcs_env, gcs_server, gcs_storage  # noqa: E402,F40
 from tests.helpers import FAKE_API_KEY  # noqa: E402
 from tests.redis_helpers import redis_prefix, redis_server, silent_server  # noqa: E402,F401  (fixtures)
 from tests.iap_helpers import iap_clock, iap_key, iap_verifier, key_server  # noqa: E402,F401  (fixtures)
-from tests.gunicorn_helpers import gunicorn_server  # noqa: E402,F401  (fixture)
+from tests.gunicorn_helpers import gunicorn_server, make_gunicorn  # noqa: E402,F401  (fixtures)
 
 # --- storage ---------------------------------------------------------------------------
 

@@ -16,11 +16,14 @@ from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side, State
 
 from livetalk import relay
-from livetalk.engine import Event, LiveSetup, UpstreamClosed, UpstreamError, Vad
+from livetalk.engine import Event, LiveSetup, Tool, UpstreamClosed, UpstreamError, Vad
 from livetalk.protocol import Mode
 from livetalk.signing import TokenSigner
 
-SETUP = LiveSetup(model="fake-live", system_instruction="Play a customer.", voice="Kore", vad=Vad())
+MEETING = Tool(name="schedule_meeting", description="Record an agreed meeting.", outcome="appointment",
+               parameters={"type": "object", "properties": {"date": {"type": "string"}}})
+SETUP = LiveSetup(model="fake-live", system_instruction="Play a customer.", voice="Kore", vad=Vad(),
+                  tools=(MEETING,))
 WAIT_S = 2.0  # every wait in these tests: in-memory steps take milliseconds
 
 
@@ -62,6 +65,9 @@ class FakeUpstream:
 
     async def send_activity_end(self) -> None:
         await self._record("activity_end")
+
+    async def send_tool_result(self, call_id: str, name: str, result: dict) -> None:
+        await self._record("tool_result", (call_id, name, result))
 
     async def receive(self) -> list[Event]:
         item = await self._inbox.get()
@@ -182,15 +188,30 @@ class Browser:
             self.close_code = 1006
 
 
+class CallLog(relay.NullRecorder):
+    """A recorder that keeps the outcome calls the relay makes, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def outcome(self, name: str, details: dict) -> None:
+        self.calls.append(("outcome", name, details))
+
+    def outcome_cancelled(self, name: str) -> None:
+        self.calls.append(("outcome_cancelled", name))
+
+
 class Harness:
     """One conversation between a :class:`Browser` and a :class:`FakeEngine`, run by the real relay."""
 
     def __init__(self, *, policy: relay.Policy | None = None, mode: Mode = Mode.VOICE,
                  tokens: TokenSigner | None = None) -> None:
         self.engine = FakeEngine()
+        self.recorder = CallLog()
         self.conversation = relay.Conversation(
             session_id="s-1", setup=SETUP, mode=mode, scenario_id="sales-ja", engine=self.engine,
             policy=policy or relay.Policy(), emulated=True, tokens=tokens or TokenSigner("fake-engine-tests"),
+            recorder=self.recorder,
         )
         self.browser: Browser | None = None
         self.task: asyncio.Task | None = None

@@ -2,11 +2,13 @@
 
 It runs from the repository with its own config (2 workers of ``RelayWorker``, 100 threads
 each), on a free port, against the Gemini emulator over TLS, and writes its JSON log lines
-to a file that tests can read. Use :func:`gunicorn_server` (one per test module) as a pytest
-fixture: import it into a test module or ``conftest.py``.
+to a file that tests can read. Use :func:`gunicorn_server` (one per test module) or
+:func:`make_gunicorn` (a server per test, with its own environment) as pytest fixtures: import
+them into a test module or ``conftest.py``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -91,14 +93,14 @@ class GunicornServer:
                 self.process.wait()
 
 
-@pytest.fixture(scope="module")
-def gunicorn_server(tmp_path_factory, emulator) -> Iterator[GunicornServer]:
-    """``gunicorn -c gunicorn.conf.py app:app`` with the default config, against the Gemini emulator."""
+@contextlib.contextmanager
+def running_gunicorn(base: Path, emulator, **extra_env: str) -> Iterator[GunicornServer]:
+    """``gunicorn -c gunicorn.conf.py app:app`` against the emulator, ``extra_env`` on top; stopped at the end."""
     from tests.helpers import FAKE_API_KEY, UNIT_S
 
-    base = tmp_path_factory.mktemp("gunicorn")
     port = free_port()
     env = server_env(port, emulator=emulator, data_dir=base / "data", api_key=FAKE_API_KEY)
+    env.update(extra_env)
     log_path = base / "server.log"
     with log_path.open("w") as log_file:
         process = subprocess.Popen(START_COMMAND, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -108,3 +110,20 @@ def gunicorn_server(tmp_path_factory, emulator) -> Iterator[GunicornServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def gunicorn_server(tmp_path_factory, emulator) -> Iterator[GunicornServer]:
+    """``gunicorn -c gunicorn.conf.py app:app`` with the default config, against the Gemini emulator."""
+    with running_gunicorn(tmp_path_factory.mktemp("gunicorn"), emulator) as server:
+        yield server
+
+
+@pytest.fixture()
+def make_gunicorn(tmp_path_factory, emulator):
+    """Factory: ``make_gunicorn(VARIABLE="value", ...)`` starts the production server with that environment."""
+    with contextlib.ExitStack() as stack:
+        def start(**env: str) -> GunicornServer:
+            return stack.enter_context(running_gunicorn(tmp_path_factory.mktemp("gunicorn"), emulator, **env))
+
+        yield start

@@ -107,6 +107,24 @@ def test_a_recorded_conversation_is_graded_with_every_measured_fact(live_server,
                                                                abs=0.005)
 
 
+def test_an_agreed_meeting_is_the_outcome_of_the_grade(live_server, emu):
+    """The customer's schedule_meeting call becomes evaluation.outcome and a fact the grader is told."""
+    with RelayClient(live_server.ws_url, timeout_s=2 * UNIT_S) as client:
+        client.ready()
+        client.send_json({"type": "text", "text": "12月3日の14時にデモはいかがでしょうか"})
+        agreed = client.wait_type("outcome")
+        client.wait_type("complete")
+        session_id = end(client)
+    status, body = post_feedback(live_server, session_id)
+    assert status == 200, body
+    assert body["evaluation"]["outcome"] == {"appointment": True, "details": agreed["details"]}
+    lines = graded_request(emu)["text"].splitlines()
+    facts = json.loads(lines[lines.index(FACTS_HEADER) + 1])
+    assert facts["outcome"] == {"name": "appointment", "details": agreed["details"]}
+    assert "appointment" in body["evaluation"]["summary"]  # the emulator's grader says the outcome was reached
+    assert "アポイント獲得" in body["feedback"]
+
+
 def test_a_resumed_conversation_is_graded_as_one(live_server, emu, settings):
     """Two sockets (a resume ticket, two segments): both segments' words reach the grader, one timeline."""
     with RelayClient(live_server.ws_url, timeout_s=2 * UNIT_S) as client:

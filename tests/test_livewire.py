@@ -128,3 +128,17 @@ def test_garbage_frames_do_not_raise():
 def test_durations(value, seconds):
     """Protobuf JSON durations parse to seconds."""
     assert livewire.parse_duration(value) == seconds
+
+
+def test_tool_calls_read_like_the_sdk_reads_them():
+    """toolCall and toolCallCancellation decode to the ids, names and arguments the SDK's typed message holds."""
+    call = {"toolCall": {"functionCalls": [{"id": "fc-1", "name": "schedule_meeting",
+                                            "args": {"date": "2026-12-03", "time": "14:00"}}]}}
+    cancel = {"toolCallCancellation": {"ids": ["fc-1"]}}
+    session, _ = _sdk_session(_frame(call))
+    sdk_call = asyncio.run(session._receive()).tool_call.function_calls[0]
+    assert livewire.parse_server_message(_frame(call)) == [
+        ev.ToolCall((ev.FunctionCall(sdk_call.id, sdk_call.name, sdk_call.args),))]
+    session, _ = _sdk_session(_frame(cancel))
+    sdk_ids = asyncio.run(session._receive()).tool_call_cancellation.ids
+    assert livewire.parse_server_message(_frame(cancel)) == [ev.ToolCallCancellation(tuple(sdk_ids))]

@@ -244,7 +244,8 @@ def test_an_outcome_is_kept_in_meta_and_the_transcript_and_stored_at_once(tmp_pa
     assert rec.finalize("end") is not None
     lines = transcript_lines(store, rec)
     assert [line["role"] for line in lines] == ["outcome", "user", "outcome"]
-    assert lines[0] == {"role": "outcome", "name": "appointment", "details": details, "start_ms": 500, "end_ms": 500}
+    assert lines[0] == {"role": "outcome", "name": "appointment", "details": details, "cancelled": False,
+                        "start_ms": 500, "end_ms": 500}
     assert lines[2]["cancelled"] is True and lines[2]["details"] is None
     meta = json.loads(store.read(meta_key))
     assert meta["outcome"] is None and meta["turns"] == {"user": 1, "model": 0}

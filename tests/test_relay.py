@@ -1,6 +1,7 @@
 """The relay end to end: a real server, the real google-genai SDK, the emulator over TLS."""
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
@@ -279,6 +280,30 @@ def test_gemini_over_quota_is_upstream_quota(live_server, emu, when):
         assert error["code"] == "upstream_quota" and error["fatal"]
         assert "usage limit" in error["message"]
         assert client.wait_closed().code == 1013
+
+
+@pytest.mark.parametrize(("scenario", "proposal", "details"), [
+    ("sales-ja", "12月3日の14時にデモはいかがでしょうか", {"time": "14:00", "topic": "demo"}),
+    ("sales-en", "How about a demo on December 3 at 2 pm?", {"time": "14:00", "topic": "demo"}),
+])
+def test_an_agreed_meeting_reaches_the_client_and_the_recording(live_server, emu, settings, scenario, proposal,
+                                                                 details):
+    """The customer's schedule_meeting call becomes an `outcome` event, is answered silently and is recorded."""
+    with open_client(live_server, scenario=scenario) as client:
+        session_id = client.ready()["session_id"]
+        client.send_json({"type": "text", "text": proposal})
+        outcome = client.wait_type("outcome")
+        assert outcome["name"] == "appointment" and not outcome["cancelled"]
+        assert outcome["details"]["date"].endswith("-12-03") and details.items() <= outcome["details"].items()
+        client.wait_type("complete")  # the customer confirms aloud once the call is answered
+        client.send_json({"type": "end"})
+        client.wait_type("ended")
+    session = newest_session(emu)
+    assert session["setup"]["functions"] == [{"name": "schedule_meeting", "non_blocking": False}]
+    (call,) = session["tool_calls"]
+    assert call["status"] == "answered" and call["scheduling"] == "SILENT"
+    meta = json.loads(next(settings.data_dir.glob(f"conversations/*/*/*/{session_id}/meta.json")).read_text())
+    assert meta["outcome"] == {"appointment": True, "details": outcome["details"]}
 
 
 def test_dropped_upstream_without_a_handle_ends_the_conversation(live_server, emu):

@@ -308,3 +308,52 @@ async def test_quota_mid_conversation_is_upstream_quota():
         assert (await h.browser.event("error"))["code"] == "upstream_quota"
         assert await h.browser.closed() == 1013
         assert len(h.engine.sessions) == 1
+
+
+# --- tool calls: the outcome of the role-play ------------------------------------------------
+
+
+@in_loop
+async def test_an_outcome_tool_call_is_answered_recorded_and_announced():
+    """The customer's schedule_meeting call gets a result for its id, an `outcome` event and a recorded outcome."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ToolCall((ev.FunctionCall("fc-1", "schedule_meeting",
+                                                   {"date": "2026-12-03", "time": "14:00", "topic": "demo"}),)))
+        outcome = await h.browser.event("outcome")
+        assert (outcome["name"], outcome["details"], outcome["cancelled"]) == (
+            "appointment", {"date": "2026-12-03", "time": "14:00", "topic": "demo"}, False)
+        await h.browser.send_json({"type": "ping"})
+        await h.browser.event("pong")
+        assert ("tool_result", ("fc-1", "schedule_meeting", {"result": "ok"})) in upstream.sent
+        assert h.recorder.calls == [("outcome", "appointment", {"date": "2026-12-03", "time": "14:00",
+                                                                "topic": "demo"})]
+
+
+@in_loop
+async def test_an_undeclared_function_gets_an_error_and_no_outcome():
+    """A call to a function the server never declared is answered with an error and changes nothing else."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ToolCall((ev.FunctionCall("fc-9", "transfer_money", {"amount": 1000}),)))
+        await h.browser.send_json({"type": "ping"})
+        await h.browser.event("pong")
+        results = [payload for kind, payload in upstream.sent if kind == "tool_result"]
+        assert results == [("fc-9", "transfer_money", {"error": "unknown function transfer_money"})]
+        assert h.recorder.calls == []
+
+
+@in_loop
+async def test_a_cancelled_call_withdraws_its_outcome():
+    """When the AI party cancels the call, the outcome is withdrawn: an `outcome` event with cancelled, recorded."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.push(ev.ToolCall((ev.FunctionCall("fc-1", "schedule_meeting", {"date": "2026-12-03"}),)))
+        await h.browser.event("outcome")
+        upstream.push(ev.ToolCallCancellation(("fc-1", "fc-unknown")))
+        withdrawn = await h.browser.event("outcome")
+        assert (withdrawn["name"], withdrawn["cancelled"]) == ("appointment", True)
+        assert h.recorder.calls[-1] == ("outcome_cancelled", "appointment")

@@ -16,7 +16,9 @@ Modules: ``emulator`` (thread lifecycle), ``server`` (TLS port, routing),
 statistics), and pure helpers ``wire``, ``audio``, ``dialogue``, ``reply``,
 ``tools`` (function calls), ``meeting`` (dates and times in what users say),
 ``grader`` (answers to grading requests), ``schema``, ``prompt``, ``media``
-(audio checks), ``websocket``, ``session_config``, ``files``, ``certs``.
+(audio checks), ``websocket``, ``session_config``, ``files``, ``certs``, ``triggers``
+(``!emu`` commands). The subpackage ``openai`` serves the OpenAI Realtime API on the
+same port (``wss://…/v1/realtime``; ``Emulator.openai_base_url`` is the SDK's base URL).
 ``python -m livetalk.emulator`` runs it as a process (see ``__main__``).
 
 Exceptions (``errors``)::
@@ -24,7 +26,8 @@ Exceptions (``errors``)::
     EmulatorError
      ├── FaultSpecError       bad fault/mode description (also ValueError)
      ├── ClientProtocolError  a Live client broke the protocol → close 1007
-     └── RestError            a REST call fails → Google-style error JSON
+     ├── RestError            a REST call fails → Google-style error JSON
+     └── RealtimeEventError   an OpenAI Realtime client event is refused → an ``error`` event (``openai.errors``)
 """
 from __future__ import annotations
 

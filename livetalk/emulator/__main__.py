@@ -1,10 +1,11 @@
-"""``python -m livetalk.emulator``: run the Gemini emulator until Ctrl-C, SIGTERM or its parent's end.
+"""``python -m livetalk.emulator``: run the Gemini + OpenAI Realtime emulator until Ctrl-C, SIGTERM or its parent ends.
 
 It listens on 127.0.0.1:8765 by default (``--port 0`` picks a free port). Without
-``--ready-json`` it prints ``base_url``, ``ca_file`` and the two ``export`` lines that
-point the google-genai SDK at it. With ``--ready-json`` it prints exactly one line
-on stdout once it is listening, ``{"base_url": …, "ca_file": …, "pid": …}``, and
-nothing else (logs always go to stderr): the form a supervising process reads.
+``--ready-json`` it prints ``base_url``, ``ca_file`` and the ``export`` lines that
+point the google-genai and openai SDKs at it (OpenAI's base URL is ``base_url`` +
+``/v1``). With ``--ready-json`` it prints exactly one line on stdout once it is
+listening, ``{"base_url": …, "ca_file": …, "pid": …}``, and nothing else (logs
+always go to stderr): the form a supervising process reads.
 ``--parent-pid N`` makes it exit by itself within about a second of process N ending.
 """
 from __future__ import annotations
@@ -76,7 +77,7 @@ def announce(emulator: Emulator, *, ready_json: bool) -> None:
         return
     print(f"base_url: {emulator.base_url}")
     print(f"ca_file:  {emulator.ca_file}")
-    print("Point the google-genai SDK here with:")
+    print("Point the google-genai and openai SDKs here with:")
     for name, value in emulator.env().items():
         print(f"export {name}={value}")
     sys.stdout.flush()

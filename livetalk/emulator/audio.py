@@ -82,6 +82,7 @@ class EnergyVad:
         self._run_ms = 0.0
         self._quiet_ms = 0.0
         self.turn_ms = 0.0  # span of the turn the last TURN_END ended
+        self.turn_start_ms = 0.0  # where that turn's first speech frame started, on :attr:`clock_ms`
         self.reset_turn()
 
     def reset_turn(self) -> None:
@@ -97,6 +98,16 @@ class EnergyVad:
         span = self.span_ms
         self.reset_turn()
         return span
+
+    @property
+    def clock_ms(self) -> float:
+        """How much audio has been analysed since the VAD was made (ms)."""
+        return self._clock_ms
+
+    @property
+    def speech_start_ms(self) -> float | None:
+        """Where the current turn's first speech frame starts on :attr:`clock_ms`; None before any speech."""
+        return self._first_ms
 
     @property
     def span_ms(self) -> float:
@@ -137,7 +148,7 @@ class EnergyVad:
         if self._first_ms is None or self._quiet_ms < self.silence_ms:
             return
         if self.speech_ms >= self.min_speech_ms:
-            self.turn_ms = self.span_ms
+            self.turn_ms, self.turn_start_ms = self.span_ms, self._first_ms
             events.append(VadEvent.TURN_END)
         self.reset_turn()  # shorter: a click or a cough, not a turn
 

@@ -49,13 +49,14 @@ class FaultKind(str, enum.Enum):
     HANG = "hang"  # TLS accepted, handshake never answered
     STALL = "stall"  # after a user turn ends, nothing more is sent; the socket stays open
     QUOTA = "quota"  # RESOURCE_EXHAUSTED: handshake 429, or close 1011 mid-session
+    SERVER_ERROR = "server_error"  # OpenAI Realtime only: an `error` event of type server_error at a moment
 
 
 FAULT_ALIASES = {"slow": FaultKind.DELAY}  # "slow" is the delay fault under the name the runbooks use
 
 
 class Moment(str, enum.Enum):
-    """When a close or drop fault fires."""
+    """When a close, drop or server_error fault fires."""
 
     SETUP = "setup"  # on the setup message, before setupComplete
     FIRST_AUDIO = "first_audio"  # on the first realtime audio chunk
@@ -70,7 +71,7 @@ class Fault:
     kind: FaultKind
     code: int = 1011  # close code (close)
     reason: str = "Internal error encountered."  # close reason (close), ≤ 123 bytes
-    when: Moment = Moment.SETUP  # close, drop
+    when: Moment = Moment.SETUP  # close, drop, server_error
     after_ms: int = 0  # close/drop with when=after_ms; goaway: when to send goAway
     time_left_s: float = 5.0  # goaway: announced time left, then the close
     close: bool = True  # goaway: close when time_left_s has passed
@@ -104,6 +105,7 @@ _FAULT_PARAMS = {
     FaultKind.HANG: set(),
     FaultKind.STALL: {"after_turns"},
     FaultKind.QUOTA: {"when", "after_ms"},
+    FaultKind.SERVER_ERROR: {"when", "after_ms"},
 }
 
 
@@ -116,6 +118,7 @@ def make_fault(kind: str | FaultKind, **params: Any) -> Fault:
     (alias ``slow``) takes ``ms`` (or ``delay_ms``). ``quota`` refuses the handshake with
     429 unless ``when`` names a moment of the session, which is then closed with 1011
     ``RESOURCE_EXHAUSTED``. ``stall`` takes ``after_turns`` (default 0: the first user turn).
+    ``server_error`` (OpenAI Realtime sessions; Gemini sessions ignore it) takes ``when`` like ``close``.
 
     Raises:
         FaultSpecError: unknown kind or parameter, or a bad value.
@@ -135,7 +138,7 @@ def make_fault(kind: str | FaultKind, **params: Any) -> Fault:
 
 def _build_fault(kind: FaultKind, params: dict[str, Any]) -> Fault:
     fields: dict[str, Any] = {"kind": kind}
-    if kind in (FaultKind.CLOSE, FaultKind.DROP):
+    if kind in (FaultKind.CLOSE, FaultKind.DROP, FaultKind.SERVER_ERROR):
         fields["when"], fields["after_ms"] = _moment(params.get("when"), params.get("after_ms"))
         if fields["when"] is Moment.HANDSHAKE:
             raise ValueError("only quota faults act on the handshake")
@@ -185,6 +188,7 @@ class SessionStats:
     """What one Live session received and sent. Written by the loop thread only."""
 
     id: str
+    engine: str = "gemini"  # which service the session emulates: gemini | openai
     path: str
     api_version: str
     method: str
@@ -361,11 +365,11 @@ class Control:
 
     # -- sessions and resumption ---------------------------------------------
 
-    def new_session(self, **fields: Any) -> SessionStats:
-        """Register a Live session (called by the server)."""
+    def new_session(self, *, stats_class: type[SessionStats] = SessionStats, **fields: Any) -> SessionStats:
+        """Register a Live session (called by the server); ``stats_class`` adds an engine's own fields."""
         with self._changed:
             self._next_id += 1
-            stats = SessionStats(id=f"s{self._next_id}", **fields)
+            stats = stats_class(id=f"s{self._next_id}", **fields)
             self._sessions[stats.id] = stats
             self._forget_old_sessions()
             self._changed.notify_all()

@@ -23,7 +23,7 @@ DEFAULT_MAX_FILE_BYTES = 200 * 2**20
 
 
 class Emulator:
-    """A Gemini Live + REST emulator on one TLS port. The constructor does no I/O.
+    """A Gemini Live + REST and OpenAI Realtime emulator on one TLS port. The constructor does no I/O.
 
     Args:
         host: address to bind (``0.0.0.0`` binds all; URLs then use 127.0.0.1).
@@ -87,7 +87,7 @@ class Emulator:
                 self._thread.join(STOP_TIMEOUT_S)
                 self._reset_runtime()
                 raise failure[0]
-        logger.info("gemini emulator listening on %s (mode %s)", self.base_url, self.control.mode.value)
+        logger.info("gemini and openai emulator listening on %s (mode %s)", self.base_url, self.control.mode.value)
         return self
 
     def stop(self) -> None:
@@ -165,9 +165,15 @@ class Emulator:
         """A client SSL context that trusts this emulator's CA only."""
         return client_context(self.ca_file)
 
+    @property
+    def openai_base_url(self) -> str:
+        """``https://127.0.0.1:<port>/v1``: the openai SDK's ``base_url`` (Realtime at ``wss://…/v1/realtime``)."""
+        return f"{self.base_url}/v1"
+
     def env(self) -> dict[str, str]:
-        """The environment that points an unmodified google-genai SDK here."""
-        return {"GOOGLE_GEMINI_BASE_URL": self.base_url, "SSL_CERT_FILE": self.ca_file}
+        """The environment that points an unmodified google-genai or openai SDK here."""
+        return {"GOOGLE_GEMINI_BASE_URL": self.base_url, "SSL_CERT_FILE": self.ca_file,
+                "OPENAI_BASE_URL": self.openai_base_url}
 
     def _bound_port(self) -> int:
         if self.port is None:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from livetalk.emulator import reply as replies
-from livetalk.emulator import tools
+from livetalk.emulator import tools, triggers
 from livetalk.emulator.audio import EnergyVad, VadEvent, duration_ms, echo_reply, samples, sum_squares
 from livetalk.emulator.control import MAX_TURN_LOG, Control, Fault, FaultKind, Mode, Moment, SessionStats
 from livetalk.emulator.dialogue import JAPANESE, input_transcript, reply_text, scheduling_reply
@@ -36,7 +36,7 @@ from livetalk.emulator.wire import audio_frame, b64decode, clip_reason, has, mim
 
 logger = logging.getLogger("livetalk.emulator")
 
-TRIGGER_PREFIX = "!emu "
+TRIGGER_PREFIX = triggers.TRIGGER_PREFIX
 DEFAULT_GOAWAY_S = 5.0
 STOP_CLOSE_TIMEOUT_S = 0.3  # when the emulator stops, wait this long for each client's close
 SESSION_NOT_FOUND = "BidiGenerateContent session not found."
@@ -559,15 +559,7 @@ class LiveSession:
 
     def _on_trigger(self, words: list[str]) -> None:
         self._count("trigger")
-        command = words[0].lower() if words else ""
-        handler = self._triggers.get(command)
-        if handler is None:
-            logger.warning("live session %s: unknown trigger %r", self.stats.id, command)
-            return
-        try:
-            handler(words[1:])
-        except ValueError:
-            logger.warning("live session %s: bad arguments for trigger %r", self.stats.id, command)
+        triggers.dispatch(self._triggers, words, session=self.stats.id)
 
     def _trigger_goaway(self, args: list[str]) -> None:
         seconds = float(args[0]) if args else DEFAULT_GOAWAY_S

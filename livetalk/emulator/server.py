@@ -1,7 +1,8 @@
-"""The emulator's one TLS port: HTTP/1.1 REST with keep-alive, and the Live WebSocket.
+"""The emulator's one TLS port: HTTP/1.1 REST with keep-alive, the Live WebSocket and OpenAI Realtime.
 
 Each connection is read request by request (h11, see :mod:`http11`); a WebSocket
-upgrade on a Live path leaves the HTTP loop and becomes a :class:`LiveSession`.
+upgrade on a Live path leaves the HTTP loop and becomes a :class:`LiveSession`, one
+on ``/v1/realtime`` goes to the OpenAI Realtime emulator (:mod:`livetalk.emulator.openai`).
 Handshake faults (``reject``, ``hang``, ``quota`` at the handshake) are applied
 here, before a session exists.
 """
@@ -13,15 +14,15 @@ import re
 import ssl
 
 import orjson
-from websockets.protocol import State
 
 from livetalk.emulator import http11
 from livetalk.emulator.control import Control, Fault, FaultKind, Moment
 from livetalk.emulator.errors import QUOTA_MESSAGE, RestError
 from livetalk.emulator.http11 import BadRequest, HttpConnection, HttpRequest
 from livetalk.emulator.live import LiveSession
+from livetalk.emulator.openai import RealtimeEndpoint
 from livetalk.emulator.rest import INVALID_KEY, JSON_TYPE, NO_KEY, RestApi, RestResponse
-from livetalk.emulator.websocket import WsConnection, handshake
+from livetalk.emulator.websocket import WsConnection, accept, handshake
 from livetalk.emulator.wire import clip_reason
 
 logger = logging.getLogger("livetalk.emulator")
@@ -77,6 +78,7 @@ class EmulatorServer:
         self._connections: set[asyncio.Task[None]] = set()
         self.port = port
         self._rest = RestApi(control, base_url=lambda: f"https://127.0.0.1:{self.port}", api_key=api_key)
+        self._realtime = RealtimeEndpoint(control, api_key=api_key)
 
     async def start(self) -> int:
         """Bind and listen; return the bound port."""
@@ -139,6 +141,9 @@ class EmulatorServer:
     async def _on_websocket(
         self, request: HttpRequest, leftover: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if self._realtime.matches(request.path):
+            await self._realtime.serve(request, leftover, reader, writer)
+            return
         match = LIVE_PATH.search(request.path)
         if match is None:
             await _refuse_handshake(writer, request, 404, f"No Live endpoint at {request.path}.")
@@ -146,10 +151,8 @@ class EmulatorServer:
         faults = self._control.take_faults()
         if await self._handshake_fault(faults, request, reader, writer):
             return
-        protocol, data = handshake(request)
-        writer.write(data)
-        if protocol.state is not State.OPEN:
-            await writer.drain()
+        protocol = await accept(request, writer)
+        if protocol is None:
             return
         credential = credential_kind(request)
         mode = self._control.take_mode()

@@ -80,11 +80,14 @@ class WsConnection:
             await self._read_once()
         return self._inbox.popleft()
 
-    def send(self, payload: bytes) -> bool:
-        """Send one binary message; False when the connection is no longer open."""
+    def send(self, payload: bytes, *, text: bool = False) -> bool:
+        """Send one binary message (``text``: a text one; ``payload`` is then UTF-8); False once closed."""
         if not self.open:
             return False
-        self._proto.send_binary(payload)
+        if text:
+            self._proto.send_text(payload)
+        else:
+            self._proto.send_binary(payload)
         self.bytes_sent += len(payload)
         self._flush()
         return True
@@ -162,6 +165,16 @@ class WsConnection:
                     self._writer.write(data)
             elif not self._writer.transport.is_closing():
                 self._writer.close()  # the protocol's end-of-stream marker
+
+
+async def accept(request: HttpRequest, writer: asyncio.StreamWriter) -> ServerProtocol | None:
+    """Answer the upgrade ``request``: the open protocol, or None once an HTTP error went out (malformed request)."""
+    protocol, data = handshake(request)
+    writer.write(data)
+    if protocol.state is not State.OPEN:
+        await writer.drain()
+        return None
+    return protocol
 
 
 def handshake(request: HttpRequest, *, reject: int | None = None, reject_text: str = "") -> tuple[ServerProtocol, bytes]:

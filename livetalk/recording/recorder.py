@@ -347,14 +347,12 @@ class _RecordingWorker:
 
     def _on_outcome(self, now: int, payload: tuple[str, dict[str, Any] | None]) -> None:
         name, details = payload
-        line: dict[str, Any] = {"role": "outcome", "name": name, "details": details,
-                                "start_ms": ms(now), "end_ms": ms(now)}
-        if details is None:
-            line["cancelled"] = True
-            if self.outcome is not None and name in self.outcome:
-                self.outcome = None
-        else:
+        line = {"role": "outcome", "name": name, "details": details, "cancelled": details is None,
+                "start_ms": ms(now), "end_ms": ms(now)}
+        if details is not None:
             self.outcome = {name: True, "details": details}
+        elif self.outcome is not None and name in self.outcome:  # only the outcome that call reached
+            self.outcome = None
         self.sink.add_line(json.dumps(line, ensure_ascii=False, default=str).encode() + b"\n")
         # An agreed meeting is worth more than the audio around it: stored at the next block, not interval.
         self._next_checkpoint = min(self._next_checkpoint, self.mixer.committed + 1)
@@ -429,6 +427,7 @@ class _RecordingWorker:
             "segment": rec.segment,
             "turns": dict(self.turns),
             "interruptions": self.interruptions,
+            "outcome": self.outcome,
             "audio": None if not self.frames_written else {
                 "key": self.sink.key(AUDIO_NAME), "sample_rate": OUTPUT_RATE, "channels": ["user", "model"],
                 "duration_s": round(self.frames_written / OUTPUT_RATE, 3),
@@ -436,7 +435,6 @@ class _RecordingWorker:
             "transcript": self.sink.key(TRANSCRIPT_NAME),
             "dropped": {"events": dropped_events, "model_audio_ms": ms(self.mixer.dropped_model)},
             "activity": self.vad.so_far().to_json(),  # so far: finish() has run at the end
-            "outcome": self.outcome,
         }
 
     def _index(self, meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -112,8 +112,12 @@ class Conversation:
             ev.Usage: self._on_usage,
             ev.Resumption: self._on_resumption,
             ev.GoAway: self._on_nothing,  # the link hands over by itself
+            ev.ToolCall: self._on_tool_call,
+            ev.ToolCallCancellation: self._on_tool_call_cancellation,
             ev.ServerError: self._on_server_error,
         }
+        self._tools = {tool.name: tool for tool in setup.tools}
+        self._outcomes: dict[str, str] = {}  # call id -> the outcome it recorded
 
     @property
     def setup(self) -> LiveSetup:
@@ -346,6 +350,27 @@ class Conversation:
             handle=handle, started_at=self._started_at, segment=self._segment + 1,
         )
         return self._tokens.mint_resume(state, now=time.time())
+
+    def _on_tool_call(self, event: ev.ToolCall) -> None:
+        for call in event.calls:
+            tool = self._tools.get(call.name)
+            if tool is None:  # only declared functions are ever answered with success
+                self._link.send("tool_result", (call.id, call.name, {"error": f"unknown function {call.name}"}))
+                continue
+            if tool.outcome:
+                details = {key: value for key, value in call.args.items() if isinstance(value, (str, int, float))}
+                self._outcomes[call.id] = tool.outcome
+                self._recorder.outcome(tool.outcome, details)
+                self._browser.send_text(wire.outcome(tool.outcome, details))
+                log.info("outcome reached: %s", tool.outcome, extra={"fields": {"session_id": self.session_id}})
+            self._link.send("tool_result", (call.id, call.name, {"result": "ok"}))
+
+    def _on_tool_call_cancellation(self, event: ev.ToolCallCancellation) -> None:
+        for call_id in event.ids:
+            name = self._outcomes.pop(call_id, None)
+            if name is not None:
+                self._recorder.outcome_cancelled(name)
+                self._browser.send_text(wire.outcome(name, {}, cancelled=True))
 
     def _on_server_error(self, event: ev.ServerError) -> None:
         self.stats.upstream_errors += 1

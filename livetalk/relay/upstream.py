@@ -38,7 +38,7 @@ log = logging.getLogger("livetalk.relay")
 
 HANDOVER_MARGIN_S = 5.0  # open the new session at least this long before a GoAway's time is up
 DEFAULT_TIME_LEFT_S = 30.0  # when a GoAway does not say how long the connection has left
-_MODEL_OUTPUT = (ev.ModelAudio, ev.ModelText)  # the model is speaking: not a resumable point
+_MODEL_OUTPUT = (ev.ModelAudio, ev.ModelText, ev.ToolCall)  # the model is answering: not a resumable point
 
 
 class UpstreamLink:
@@ -106,7 +106,8 @@ class UpstreamLink:
     # --- towards the engine --------------------------------------------------------------
 
     def send(self, kind: str, payload: Any = None) -> bool:
-        """Queue a frame for the engine (``audio``, ``text``, ``audio_end``, ``activity_start``, ``activity_end``).
+        """Queue a frame for the engine (``audio``, ``text``, ``audio_end``, ``activity_start``, ``activity_end``,
+        ``tool_result`` with ``(call id, name, result)``).
 
         Returns False, and queues nothing, when ``audio`` would exceed the backlog held during a replacement.
         """
@@ -267,10 +268,15 @@ async def _send_activity_end(conn: Upstream, _payload: None) -> None:
     await conn.send_activity_end()
 
 
+async def _send_tool_result(conn: Upstream, payload: tuple[str, str, dict]) -> None:
+    await conn.send_tool_result(*payload)
+
+
 _SENDERS = {
     "audio": _send_audio,
     "text": _send_text,
     "audio_end": _send_audio_end,
     "activity_start": _send_activity_start,
     "activity_end": _send_activity_end,
+    "tool_result": _send_tool_result,
 }
