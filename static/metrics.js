@@ -63,8 +63,8 @@ const CARDS = [
 /**
  * The cards for `metrics` (evaluation.metrics), in the order they are shown. Pure.
  * @returns {{name: string, value: string, text: string, label: string, hint: string,
- *            verdict: "good"|"fair"|"watch"|null}[]} value: data-value (a number, JSON for an object,
- *            "" when not measured)
+ *            verdict: "good"|"fair"|"watch"|null}[]} value: data-value, the fact as measured (a number,
+ *            JSON for an object, "" for null); text "—" when the part shown was not measured
  */
 export function metricCards(metrics, t) {
   if (!metrics || typeof metrics !== "object") return [];
@@ -73,7 +73,7 @@ export function metricCards(metrics, t) {
     const measured = raw !== null && raw !== undefined && readable(raw, card.name);
     return {
       name: card.name,
-      value: measured ? dataValue(raw) : "",
+      value: raw === null || raw === undefined ? "" : dataValue(raw),
       text: measured ? card.text(raw, t, metrics) : "—",
       label: t(`metric.${card.name}`),
       hint: t(measured ? (card.hint ? card.hint(metrics) : `metric.${card.name}.good`) : "metric.unmeasured"),

@@ -80,6 +80,10 @@ test("facts an upload could not measure read — with no verdict, and data-value
     assert.equal(cards[name].hint, en("metric.unmeasured"));
   }
   assert.equal(cards.questions_user.text, "9");
+  const latency = metricCards({ ...METRICS, response_latency_s: { user_p50: null, model_p50: 0.7 } }, en)
+    .find((c) => c.name === "response_latency_s");
+  assert.deepEqual([latency.text, JSON.parse(latency.value)], ["—", { user_p50: null, model_p50: 0.7 }],
+    "the part shown was not measured; data-value still carries the fact");
   assert.deepEqual(metricCards(null, en), []);
 });
 
