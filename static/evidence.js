@@ -6,22 +6,28 @@
 import { clock, fill, numberOrNull } from "./format.js";
 
 /**
- * The quotes to show, in the grade's order: evaluation.evidence_refs (matched by the server to the
- * line each comes from), or, without them, criteria[].evidence untimed. Pure.
- * @returns {{criterion: string, quote: string, role: string|null, t: number|null}[]}
+ * The quotes to show, in the grade's order, each once with every criterion it supports:
+ * evaluation.evidence_refs (matched by the server to the line each comes from), or, without
+ * them, criteria[].evidence untimed. Pure.
+ * @returns {{criteria: string[], quote: string, role: string|null, t: number|null}[]}
  */
 export function evidenceItems(evaluation) {
   if (!evaluation || typeof evaluation !== "object") return [];
-  if (Array.isArray(evaluation.evidence_refs)) {
-    return evaluation.evidence_refs
-      .filter((ref) => ref && typeof ref.quote === "string" && ref.quote.trim())
-      .map((ref) => ({ criterion: String(ref.criterion ?? ""), quote: ref.quote,
-        role: typeof ref.role === "string" ? ref.role : null, t: numberOrNull(ref.start_s) }));
+  const refs = Array.isArray(evaluation.evidence_refs) ? evaluation.evidence_refs
+    : (Array.isArray(evaluation.criteria) ? evaluation.criteria : []).flatMap((c) =>
+      (c && Array.isArray(c.evidence) ? c.evidence : []).map((quote) => ({ criterion: c.name, quote })));
+  const items = new Map(); // quote and time -> item
+  for (const ref of refs) {
+    if (!ref || typeof ref.quote !== "string" || !ref.quote.trim()) continue;
+    const t = numberOrNull(ref.start_s);
+    const key = `${t}\u0000${ref.quote}`;
+    if (!items.has(key)) {
+      items.set(key, { criteria: [], quote: ref.quote, role: typeof ref.role === "string" ? ref.role : null, t });
+    }
+    const criterion = String(ref.criterion ?? "");
+    if (criterion && !items.get(key).criteria.includes(criterion)) items.get(key).criteria.push(criterion);
   }
-  const criteria = Array.isArray(evaluation.criteria) ? evaluation.criteria : [];
-  return criteria.flatMap((c) => (c && Array.isArray(c.evidence) ? c.evidence : [])
-    .filter((quote) => typeof quote === "string" && quote.trim())
-    .map((quote) => ({ criterion: String(c.name ?? ""), quote, role: null, t: null })));
+  return [...items.values()];
 }
 
 /** Play `audio` from `t` seconds (an <audio>, or anything with currentTime and play()). */
@@ -68,7 +74,7 @@ function quoteItem(doc, item, audio, t) {
   li.className = `evidence-item${item.role ? ` evidence-${item.role}` : ""}`;
   const criterion = doc.createElement("span");
   criterion.className = "evidence-criterion";
-  criterion.textContent = item.criterion;
+  criterion.textContent = item.criteria.join(" · ");
   const quote = doc.createElement(audio && item.t !== null ? "button" : "q");
   quote.className = "evidence-quote";
   if (quote.tagName === "BUTTON") {

@@ -123,7 +123,7 @@ function dataValue(raw) {
 }
 
 function seconds(value, t) {
-  return `${decimal(value)} ${t("unit.s")}`;
+  return `${decimal(value, value < 1 ? 2 : 1)} ${t("unit.s")}`; // a pause of 0.03 s is not "0 s"
 }
 
 function text(doc, tag, content, className) {

@@ -54,6 +54,8 @@ test("each card reads as a person would say it", () => {
   assert.equal(japanese.speech_rate_user.text, "310 字/分");
   assert.equal(japanese.longest_monologue_s.text, "24.1 秒");
   assert.match(japanese.talk_share_user.hint, /45 %/);
+  const quick = metricCards({ ...METRICS, response_latency_s: { user_p50: 0.03, model_p50: 0.7 } }, en);
+  assert.equal(quick.find((c) => c.name === "response_latency_s").text, "0.03 s", "a short pause is not 0 s");
 });
 
 test("verdicts follow the yardsticks: talk share, monologue, barge-ins, speaking rate", () => {
@@ -131,12 +133,23 @@ test("evidence quotes carry the time of the line they were matched to; untimed o
     ],
   };
   assert.deepEqual(evidenceItems(evaluation), [
-    { criterion: "質問力", quote: "お困りのことは？", role: "user", t: 42.3 },
-    { criterion: "傾聴", quote: "分かりました", role: null, t: null },
+    { criteria: ["質問力"], quote: "お困りのことは？", role: "user", t: 42.3 },
+    { criteria: ["傾聴"], quote: "分かりました", role: null, t: null },
   ]);
   assert.deepEqual(evidenceItems({ criteria: [{ name: "c", evidence: ["q1", ""] }] }),
-    [{ criterion: "c", quote: "q1", role: null, t: null }], "an older grade without refs");
+    [{ criteria: ["c"], quote: "q1", role: null, t: null }], "an older grade without refs");
   assert.deepEqual(evidenceItems(null), []);
+});
+
+test("a quote given for several criteria is one item naming them all", () => {
+  const ref = (criterion, quote, start) => ({ criterion, quote, role: "user", start_s: start, end_s: start + 1 });
+  const items = evidenceItems({ evidence_refs: [ref("質問力", "何でしょうか？", 13.1), ref("傾聴", "はい", 2),
+    ref("クロージング", "何でしょうか？", 13.1), ref("傾聴", "何でしょうか？", 40)] });
+  assert.deepEqual(items.map((i) => [i.quote, i.t, i.criteria]), [
+    ["何でしょうか？", 13.1, ["質問力", "クロージング"]],
+    ["はい", 2, ["傾聴"]],
+    ["何でしょうか？", 40, ["傾聴"]], // the same words said again later are another moment
+  ]);
 });
 
 test("an evidence button plays the recording from its moment", async () => {
