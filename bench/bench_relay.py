@@ -15,6 +15,7 @@ server's CPU (% of one core per session, from /proc) and RSS per session.
 
     python bench/bench_relay.py --sessions 50 --seconds 20
     python bench/bench_relay.py --micro        # per-message cost: SDK vs livewire
+    python bench/bench_relay.py --compare uvloop=EVENT_LOOP:uvloop --compare asyncio=EVENT_LOOP:asyncio
 """
 from __future__ import annotations
 
@@ -204,6 +205,62 @@ def measure(args) -> None:
     report(args, direct, relayed, cpu, wall, rss_idle, rss_peak[0])
 
 
+def relay_cpu(args, base_url: str, ca_file: str, env: dict[str, str]) -> tuple[dict, float]:
+    """One production server with ``env``: the relay phase alone; (latency summary, % of a core per session)."""
+    env = dict(env)
+    cwd = Path(env.pop("CHECKOUT", ROOT))
+    server = start_server(args.port, base_url, ca_file, args.workers, cwd=cwd, **env)
+    n_frames = int(args.seconds * 1000 / FRAME_MS)
+    url = f"ws://127.0.0.1:{args.port}/ws/realtime"
+    marks: dict[str, tuple[float, float]] = {}
+    try:
+        asyncio.run(run_load(lambda s: relay_session(url, s, 10, 0.5), 2, 10))  # warm up every worker
+        pids = process_tree(server.pid)
+        phases = lambda: Phases(  # noqa: E731
+            args.sessions,
+            lambda: marks.__setitem__("start", (cpu_seconds(pids), time.monotonic())),
+            lambda: marks.__setitem__("stop", (cpu_seconds(pids), time.monotonic())),
+        )
+
+        async def load() -> list[Session]:
+            progress = phases()
+            return await run_load(lambda s: relay_session(url, s, n_frames, 1.0, progress), args.sessions, n_frames)
+
+        summary = summarise(asyncio.run(load()), n_frames)
+    finally:
+        stop(server)
+    cpu, wall = marks["stop"][0] - marks["start"][0], marks["stop"][1] - marks["start"][1]
+    return summary, 100 * cpu / wall / args.sessions
+
+
+def compare(args) -> None:
+    """Variants of the server's environment, run in turn for ``--rounds`` rounds on one machine state."""
+    variants = [_variant(spec) for spec in args.compare]
+    emu, base_url, ca_file = start_emulator()
+    results: dict[str, list[float]] = {name: [] for name, _ in variants}
+    try:
+        for round_ in range(args.rounds):
+            for name, env in variants:
+                summary, per_session = relay_cpu(args, base_url, ca_file, env)
+                results[name].append(per_session)
+                print(f"round {round_ + 1} {name:<12} {per_session:.3f} % of a core per session, "
+                      f"p50 {summary['p50_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms, lost {summary['lost']}",
+                      flush=True)
+    finally:
+        emu.terminate()
+        emu.wait(5)
+    for name, values in results.items():
+        print(f"{name:<12} median {statistics.median(values):.3f} % per session "
+              f"(range {min(values):.3f}-{max(values):.3f}, {len(values)} runs)")
+
+
+def _variant(spec: str) -> tuple[str, dict[str, str]]:
+    """``name=KEY:VALUE,KEY:VALUE`` as (name, environment); ``CHECKOUT:<dir>`` serves another checkout."""
+    name, _, settings = spec.partition("=")
+    env = dict(item.split(":", 1) for item in settings.split(",") if item)
+    return name, env
+
+
 def report(args, direct: dict, relayed: dict, cpu_s: float, wall_s: float, rss_idle: int, rss_peak: int) -> None:
     n = args.sessions
     print(f"relay benchmark: {n} sessions x {args.seconds:g} s of 16 kHz audio in {FRAME_MS} ms frames, "
@@ -279,8 +336,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--micro", action="store_true", help="only the per-message micro-benchmark")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=KEY:VALUE,...",
+                        help="compare server environments side by side (repeat), e.g. asyncio=EVENT_LOOP:asyncio")
+    parser.add_argument("--rounds", type=int, default=3, help="--compare: rounds, each variant once per round")
     args = parser.parse_args()
-    micro() if args.micro else measure(args)
+    if args.micro:
+        micro()
+    elif args.compare:
+        compare(args)
+    else:
+        measure(args)
 
 
 if __name__ == "__main__":

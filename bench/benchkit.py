@@ -42,14 +42,18 @@ def start_emulator(mode: str = "echo") -> tuple[subprocess.Popen, str, str]:
     return proc, base_url, ca_file
 
 
-def start_server(port: int, base_url: str, ca_file: str, workers: int, **env_overrides: str) -> subprocess.Popen:
-    """The production server command, configured as an operator would, against the emulator at ``base_url``."""
+def start_server(port: int, base_url: str, ca_file: str, workers: int, *, cwd: Path = ROOT,
+                 **env_overrides: str) -> subprocess.Popen:
+    """The production server command, configured as an operator would, against the emulator at ``base_url``.
+
+    ``cwd`` is the checkout to serve (another one compares two versions of the code side by side).
+    """
     env = dict(os.environ, PORT=str(port), GEMINI_API_KEY="bench-fake-key", GOOGLE_GEMINI_BASE_URL=base_url,
                SSL_CERT_FILE=ca_file, WEB_CONCURRENCY=str(workers), LOG_LEVEL="WARNING",
                MAX_SOCKETS_PER_IP="1000", NEW_SOCKETS_PER_IP_PER_MINUTE="100000",
                DATA_DIR=str(Path("/tmp") / f"livetalk-bench-{os.getpid()}"), NO_PROXY="127.0.0.1,localhost")
     env.update(env_overrides)
-    proc = subprocess.Popen(["gunicorn", "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
+    proc = subprocess.Popen(["gunicorn", "-c", "gunicorn.conf.py", "app:app"], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

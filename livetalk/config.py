@@ -42,6 +42,7 @@ class Settings:
     emulator_url: str | None = None  # an emulator already running for this instance (demo mode)
     emulator_ca_file: str | None = None  # the CA certificate that emulator's TLS is signed with
     gunicorn_threads: int = 100  # request threads per worker process
+    event_loop: str = "uvloop"  # the relay's event loop: "uvloop" (libuv) or "asyncio" (the standard one)
     # Conversation limits.
     max_sessions: int = 160  # concurrent conversations per instance (all workers together)
     session_max_s: float = 15 * 60.0  # whole-conversation cap
@@ -101,6 +102,7 @@ class Settings:
             emulator_url=env.str("EMULATOR_URL"),
             emulator_ca_file=env.str("EMULATOR_CA_FILE"),
             gunicorn_threads=env.int("GUNICORN_THREADS", 100, low=1),
+            event_loop=env.choice("EVENT_LOOP", ("uvloop", "asyncio"), "uvloop", lower=True),
             max_sessions=env.int("MAX_SESSIONS", 160, low=1),
             session_max_s=env.float("SESSION_MAX_SECONDS", 15 * 60.0, low=1),
             session_warning_s=env.float("SESSION_WARNING_SECONDS", 60.0, low=0),

@@ -208,11 +208,18 @@ class Upstream(Protocol):
     async def send_tool_result(self, call_id: str, name: str, result: dict) -> None:
         """Answer a function call; the AI party carries on without announcing it."""
 
+    async def send_playback(self, played_ms: int) -> None:
+        """After a barge-in: the user heard ``played_ms`` of the interrupted model turn (an engine that keeps
+        the whole unplayed answer in its memory forgets the rest; others ignore it)."""
+
     async def receive(self) -> list[Event]:
         """The events of the next upstream message; raises :class:`UpstreamClosed` at the end."""
 
     async def close(self) -> None:
         """Close the session (normal closure) within a short grace; never raises."""
+
+
+USAGE_TOTAL_TOKENS = "totalTokenCount"  # the key of the total in a TurnComplete's or Usage's usage dict
 
 
 class Engine(Protocol):

@@ -111,6 +111,9 @@ class LiveConnection:
         except ConnectionClosed as exc:
             raise _closed_error(exc) from None
 
+    async def send_playback(self, played_ms: int) -> None:
+        """Nothing to do: Gemini cuts its own memory of an interrupted answer."""
+
     async def _send(self, message: bytes) -> None:
         try:
             await self._ws.send(message, text=True)

@@ -41,9 +41,13 @@ _AUDIO_HEAD = b'{"realtime_input": {"audio": {"data": "'
 _AUDIO_TAIL = b'", "mime_type": "audio/pcm;rate=%d"}}}'
 
 
+_AUDIO_TAIL_16K = _AUDIO_TAIL % 16000
+
+
 def encode_audio(pcm: bytes, rate_hz: int = 16000) -> bytes:
     """A ``realtime_input.audio`` message for PCM16 mono at ``rate_hz`` (UTF-8 JSON bytes)."""
-    return _AUDIO_HEAD + base64.urlsafe_b64encode(pcm) + _AUDIO_TAIL % rate_hz
+    tail = _AUDIO_TAIL_16K if rate_hz == 16000 else _AUDIO_TAIL % rate_hz
+    return _AUDIO_HEAD + base64.urlsafe_b64encode(pcm) + tail
 
 
 def encode_text(text: str) -> str:

@@ -86,7 +86,9 @@ class Services:
         """The relay event loop (started on first use, in a daemon OS thread)."""
         with self._lock:
             if self._loop is None:
-                self._loop = uvloop.new_event_loop()  # libuv: a cheaper loop turn per frame (docs/performance.md)
+                # libuv: a cheaper loop turn per frame (docs/performance.md); EVENT_LOOP=asyncio is the fallback
+                uvloop_wanted = self.settings.event_loop == "uvloop"
+                self._loop = uvloop.new_event_loop() if uvloop_wanted else asyncio.new_event_loop()
                 ready = threading.Event()
                 self._loop_thread = threading.Thread(
                     target=_run_loop, args=(self._loop, ready), name="livetalk-loop", daemon=True

@@ -16,6 +16,7 @@ per conversation that it never gave back (bench/bench_memory.py, docs/performanc
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -167,19 +168,15 @@ class Mixer:
         """Upsample a batch's user chunks in one go; :meth:`add_user` then takes them in order."""
         if not chunks:
             return
-        counts = self.upsample.counts([samples(c) for c in chunks])
-        self._staged = self.upsample(np.frombuffer(b"".join(chunks), dtype="<i2"))
+        lengths = [samples(c) for c in chunks]
+        counts = self.upsample.counts(lengths)
+        pcm = np.frombuffer(b"".join(chunks), dtype="<i2")
+        self._staged = self.upsample(pcm)
         self._offset = 0
-        starts = np.cumsum([0] + counts[:-1])
-        voiced = [i for i, n in enumerate(counts) if n]
-        loud = [False] * len(counts)
-        if voiced:
-            at = starts[voiced]
-            peaks = np.maximum.reduceat(self._staged, at) >= VOICE_PEAK
-            dips = np.minimum.reduceat(self._staged, at) <= -VOICE_PEAK
-            for i, hit in zip(voiced, (peaks | dips).tolist()):
-                loud[i] = hit
-        self._chunks = iter(zip(counts, loud))
+        # Whether each chunk is speech, judged on what arrived (the upsampled values lie within its range).
+        starts = np.fromiter(itertools.accumulate(lengths[:-1], initial=0), dtype=np.intp, count=len(lengths))
+        loud = (np.maximum.reduceat(pcm, starts) >= VOICE_PEAK) | (np.minimum.reduceat(pcm, starts) <= -VOICE_PEAK)
+        self._chunks = iter(zip(counts, loud.tolist()))
 
     def add_user(self, now: int) -> tuple[int, int, bool]:
         """Place the next staged user chunk, heard until ``now``: its (start, end) frames, whether it is speech."""
