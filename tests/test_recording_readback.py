@@ -75,6 +75,7 @@ def test_segments_are_placed_at_their_own_start(two_segments):
     """Each segment sits where it started; lines and the duration are in conversation time."""
     _, conversation = two_segments
     assert [s.number for s in conversation.segments] == [0, 1]
+    assert conversation.index["prefix"] == conversation.prefix == conversation.segments[0].folder
     assert [s.offset_s for s in conversation.segments] == [0.0, RESUMED_AFTER_S]
     lines = conversation.lines()
     assert [line.text for line in lines] == ["最初の質問です。", "ご予算はいかがですか？"]

@@ -77,12 +77,13 @@ class Segment:
 
 @dataclasses.dataclass(frozen=True)
 class RecordedConversation:
-    """A conversation's segments, in order, placed on its timeline."""
+    """A conversation's segments, in order, placed on its timeline, and its session index entry."""
 
     session_id: str
     scenario_id: str | None
     prefix: str
     segments: tuple[Segment, ...]
+    index: dict[str, Any] = dataclasses.field(default_factory=dict)  # sessions/<id>.json (who owns it, …)
 
     @property
     def has_audio(self) -> bool:
@@ -173,7 +174,7 @@ def read_conversation(storage: Storage, session_id: str) -> RecordedConversation
         if match:
             folders[int(match.group(1))] = f"{prefix}/segment-{match.group(1)}"
     segments = [segment for number in sorted(folders) if (segment := _segment(storage, number, folders[number]))]
-    return RecordedConversation(session_id, entry.get("scenario_id"), prefix, tuple(_placed(segments)))
+    return RecordedConversation(session_id, entry.get("scenario_id"), prefix, tuple(_placed(segments)), entry)
 
 
 def _segment(storage: Storage, number: int, folder: str) -> Segment | None:
