@@ -14,7 +14,16 @@ Every request gets its own folder, ``<conversation folder>/feedback-<time>-<rand
 so concurrent requests (even for one session id) never share a name. Uploads are
 written by a bounded thread pool while Gemini grades; the answer names only objects
 that were written: ``200`` when graded, ``502`` when grading failed (the upload is
-stored and the body says where), ``503`` when storage failed (nothing is claimed).
+stored and the body says where), ``503`` when storage failed (nothing is claimed),
+``415`` when the audio cannot be read (a WAV whose structure is broken, checked before
+anything is stored, or audio the grading service could not decode: what was stored of
+the upload is removed again).
+
+Measured beside the grade (``evaluation.metrics``, ``outcome``, ``evidence_refs``): a
+recorded conversation is read back whole (every segment, :mod:`~livetalk.recording.readback`)
+and measured from the activity its recorder stored; an upload from its stereo WAV and its
+log (:func:`~livetalk.analytics.measure_upload`). The grader gets the metrics and the outcome
+as facts; each evidence quote is matched to the transcript line it comes from.
 
 Exceptions::
 
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import io
 import json
 import logging
@@ -39,12 +49,16 @@ from werkzeug.exceptions import RequestEntityTooLarge
 import prompts
 
 from . import grading
+from .analytics import CorruptWav, Utterance, measure_conversation, measure_upload
 from .auth import current_learner
-from .grading import GradingFailed, Recording, Turn
-from .recording import check_session_id, conversation_prefix, find_recording
 from .conversation_log import LogError, is_json_log, log_language, parse_log
+from .evidence import Line, evidence_refs
+from .grading import AudioRejected, GradingFailed, Recording, Turn
 from .realtime import request_ip
+from .recording import check_session_id, conversation_prefix
+from .recording.readback import RecordedConversation, read_conversation
 from .storage import StorageError
+from .storage.joined import open_joined, piece_length
 from .wav import SNIFF_BYTES, AudioType, sniff_audio
 
 log = logging.getLogger("livetalk.feedback")
@@ -53,6 +67,8 @@ MAX_LOG_BYTES = 2 * 1024 * 1024  # the conversation log, as a form field or file
 MAX_JSON_BODY_BYTES = 64 * 1024  # the {"session_id"} form
 GRADABLE_AUDIO = {"wav": "audio/wav", "mp3": "audio/mp3", "ogg": "audio/ogg", "flac": "audio/flac"}  # Gemini's names
 RECORDING_NOTE = "It is stereo: the left channel is the user, the right channel is the AI customer."
+RESUMED_NOTE = "The connection was resumed {n} time(s) during the conversation; a short silence marks each."
+GRADING_GAP_S = 1.0  # the grader hears a reconnection as at most this much silence
 
 feedback_bp = Blueprint("feedback", __name__)
 
@@ -126,19 +142,42 @@ def _from_upload(services):
         raise FeedbackError(400, "invalid_log", str(exc)) from None
     scenario = named or prompts.scenario_for_language(log_language(turns))
     audio = _read_audio(files.get("audio"), services.grader.inline_audio_max_bytes)
+    metrics = _upload_metrics(turns, audio, scenario)
     folder = _request_folder(conversation_prefix(session_id, _utcnow()))
     storage = services.storage
+    keys = {"log": f"{folder}/log.{log_ext}"}
     writes: dict[str, Future] = {
-        "log": services.write(storage.put, f"{folder}/log.{log_ext}", raw_log,
-                       "application/json" if log_ext == "json" else "text/plain; charset=utf-8"),
+        "log": services.write(storage.put, keys["log"], raw_log,
+                              "application/json" if log_ext == "json" else "text/plain; charset=utf-8"),
     }
     recording = None
     if audio is not None:
         kind, data = audio
-        writes["audio"] = services.write(storage.put, f"{folder}/audio.{kind.ext}", data, kind.mime)
-        recording = _upload_recording(kind, data, storage, f"{folder}/audio.{kind.ext}", writes["audio"])
-    job = _Job(session_id, scenario, folder, turns, recording)
+        keys["audio"] = f"{folder}/audio.{kind.ext}"
+        writes["audio"] = services.write(storage.put, keys["audio"], data, kind.mime)
+        recording = _upload_recording(kind, data, storage, keys["audio"], writes["audio"])
+    job = _Job(session_id, scenario, folder, turns, recording, lines=[Line(t.role, t.text) for t in turns],
+               metrics=metrics, uploaded=list(keys.values()))
     return _grade_and_store(services, job, writes)
+
+
+def _upload_metrics(turns: list[Turn], audio: tuple[AudioType, bytes | BinaryIO] | None,
+                    scenario: prompts.Scenario) -> dict[str, Any] | None:
+    """What the upload supports: timings from a stereo WAV, questions and fillers from the log.
+
+    A WAV whose structure is broken is refused here (415), before anything is stored.
+    """
+    data = audio[1] if audio is not None else None
+    try:
+        return dict(measure_upload([Utterance(t.role, t.text) for t in turns], data, language=scenario.language))
+    except CorruptWav as exc:
+        raise FeedbackError(415, "unsupported_audio", f"the audio could not be read: {exc}") from None
+    except Exception:  # measuring is a bonus: the grade goes on without it
+        log.exception("could not measure an upload")
+        return None
+    finally:
+        if data is not None and not isinstance(data, bytes):
+            data.seek(0)
 
 
 def _read_log(field: str | None, part: FileStorage | None) -> tuple[bytes, str]:
@@ -213,36 +252,45 @@ def _from_session(services):
         raise FeedbackError(400, "invalid_json", 'the body must be a JSON object like {"session_id": "..."}')
     session_id = _session_id(body.get("session_id"), required=True)
     storage = services.storage
-    entry = _storage_call(find_recording, storage, session_id)
-    owner = entry.get("learner_id") if entry is not None else None
-    if entry is None or (owner is not None and owner != current_learner().id):  # None: recorded before learners
+    conversation = _storage_call(read_conversation, storage, session_id)
+    owner = conversation.index.get("learner_id") if conversation is not None else None
+    mine = owner is None or owner == current_learner().id  # None: recorded before learners existed
+    if conversation is None or not conversation.segments or not mine:
         raise FeedbackError(404, "unknown_session", f"no recorded conversation has session_id {session_id!r}")
-    scenario = _scenario(entry.get("scenario_id"), fallback=True)  # the recording's own, never the client's
-    raw = _storage_call(storage.read, entry["transcript"])
-    turns = _recorded_turns(raw)
-    recording = None
-    if entry.get("audio"):
-        key = entry["audio"]
-        recording = Recording("audio/wav", _storage_call(storage.size, key), lambda: storage.open_read(key),
-                              RECORDING_NOTE)
-    if not turns and recording is None:
+    scenario = _scenario(conversation.scenario_id, fallback=True)  # the recording's own, never the client's
+    lines = conversation.lines()
+    recording = _storage_call(_recorded_audio, storage, conversation)
+    if not lines and recording is None:
         raise FeedbackError(400, "empty_conversation", "the recorded conversation has nothing to grade")
-    writes = {"log": _done(storage.uri(entry["transcript"])),
-              "audio": _done(storage.uri(entry["audio"]) if entry.get("audio") else None)}
-    job = _Job(session_id, scenario, _request_folder(entry["prefix"]), turns, recording, owner, entry)
+    first = conversation.segments[0]
+    writes = {"log": _done(storage.uri(first.meta.get("transcript") or f"{first.folder}/transcript.jsonl")),
+              "audio": _done(storage.uri(first.audio_key) if first.audio_key else None)}
+    job = _Job(session_id, scenario, _request_folder(conversation.prefix), [Turn(l.role, l.text) for l in lines],
+               recording, lines=lines, metrics=_storage_call(_recorded_metrics, storage, conversation, scenario),
+               outcome=conversation.outcome(), outcome_known=True, owner=owner, pointer=conversation.index)
     return _grade_and_store(services, job, writes)
 
 
-def _recorded_turns(raw: bytes) -> list[Turn]:
-    turns = []
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            item = json.loads(line)
-            if item["role"] in ("user", "model"):  # other lines (an outcome) are not speech
-                turns.append(Turn(item["role"], item["text"]))
-        except (ValueError, KeyError, TypeError):
-            log.warning("skipping a malformed transcript line")
-    return turns
+def _recorded_audio(storage, conversation: RecordedConversation) -> Recording | None:
+    """Every segment's audio as one WAV streamed from storage (a reconnection heard as a short pause)."""
+    pieces = conversation.audio_pieces(storage, max_gap_s=GRADING_GAP_S)
+    if pieces is None:
+        return None
+    resumed = len(conversation.segments) - 1
+    note = RECORDING_NOTE + (" " + RESUMED_NOTE.format(n=resumed) if resumed else "")
+    return Recording("audio/wav", sum(map(piece_length, pieces)), lambda: open_joined(storage, pieces), note)
+
+
+def _recorded_metrics(storage, conversation: RecordedConversation,
+                      scenario: prompts.Scenario) -> dict[str, Any] | None:
+    """Every segment measured as one conversation, from the activity its recorder stored."""
+    try:
+        return dict(measure_conversation(conversation.parts(storage), language=scenario.language))
+    except StorageError:
+        raise
+    except Exception:  # measuring is a bonus: the grade goes on without it
+        log.exception("could not measure %s", conversation.session_id)
+        return None
 
 
 def _storage_call(fn, *args):
@@ -268,16 +316,31 @@ class _Job:
     folder: str  # this request's own folder
     turns: list[Turn]
     recording: Recording | None
+    lines: list[Line]  # what evidence quotes are matched to (times in conversation time, when known)
+    metrics: dict[str, Any] | None = None
+    outcome: dict[str, Any] | None = None
+    outcome_known: bool = False  # False: the form cannot know (an upload), so the grader is not told
+    uploaded: list[str] = dataclasses.field(default_factory=list)  # keys this request writes (an upload)
     owner: str | None = None  # the learner whose history gets the grade
     pointer: dict[str, Any] | None = None  # the recording's session index entry
+
+    def facts(self) -> dict[str, Any] | None:
+        """What the grader is told as measured facts: the metrics (no timeline) and the outcome."""
+        facts = {k: v for k, v in (self.metrics or {}).items() if k != "timeline"}
+        if self.outcome_known:
+            name = next((k for k, v in (self.outcome or {}).items() if v is True), None)
+            facts["outcome"] = {"name": name, "details": self.outcome["details"]} if name else None
+        return facts or None
 
 
 def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     evaluation, failure = None, None
     started = time.monotonic()
     try:
-        evaluation = services.grader.grade(services.genai_client(), scenario=job.scenario, turns=job.turns,
-                                           recording=job.recording)
+        evaluation = _grade(services, job)
+    except AudioRejected as exc:
+        _discard(services.storage, job, writes)
+        raise FeedbackError(415, "unsupported_audio", str(exc)) from None
     except GradingFailed as exc:
         failure = exc
     except StorageError as exc:  # reading a large recording back from storage
@@ -291,12 +354,39 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     if failure is not None:
         raise FeedbackError(502, "grading_failed", f"grading failed: {failure}; the conversation is stored",
                             session_id=job.session_id, stored=stored)
-    report = grading.render_markdown(evaluation, job.scenario)
-    stored["feedback"] = _store_results(services, job, evaluation, report)
+    measured = {"metrics": job.metrics, "outcome": job.outcome,
+                "evidence_refs": evidence_refs(evaluation.criteria, job.lines)}
+    report = grading.render_markdown(evaluation, job.scenario, metrics=job.metrics, outcome=job.outcome)
+    result = grading.evaluation_json(evaluation, **measured)
+    stored["feedback"] = _store_results(services, job, result, report)
     if job.owner is not None:
-        _file_grade(services, job, grading.evaluation_json(evaluation))
-    return jsonify({"session_id": job.session_id, "feedback": report,
-                    "evaluation": grading.evaluation_json(evaluation), "stored": stored})
+        _file_grade(services, job, result)
+    return jsonify({"session_id": job.session_id, "feedback": report, "evaluation": result, "stored": stored})
+
+
+def _grade(services, job: _Job) -> grading.Evaluation:
+    """The grade; a recording the grading service cannot decode is left out (the relay's own, then graded
+    from its transcript and facts) or refused (an upload: raises :class:`AudioRejected`)."""
+    grade = functools.partial(services.grader.grade, services.genai_client(), scenario=job.scenario,
+                              turns=job.turns, facts=job.facts())
+    try:
+        return grade(recording=job.recording)
+    except AudioRejected:
+        if job.uploaded:
+            raise
+        log.warning("the recording of %s could not be decoded for grading; graded without it", job.session_id)
+        return grade(recording=None)
+
+
+def _discard(storage, job: _Job, writes: dict[str, Future]) -> None:
+    """Remove what this request stored of an upload that turned out unreadable (it was never accepted)."""
+    for future in writes.values():
+        future.exception()  # wait: a write still running would land after the delete
+    for key in job.uploaded:
+        try:
+            storage.delete(key)
+        except StorageError:
+            log.warning("could not remove an unreadable upload of %s", job.session_id)
 
 
 def _settle(writes: dict[str, Future]) -> dict[str, str | None]:
@@ -312,10 +402,10 @@ def _settle(writes: dict[str, Future]) -> dict[str, str | None]:
     return results
 
 
-def _store_results(services, job: _Job, evaluation, report: str) -> str | None:
+def _store_results(services, job: _Job, evaluation: dict[str, Any], report: str) -> str | None:
     """Write evaluation.json and feedback.md; the report's URI, or None if it could not be written."""
     record = {"session_id": job.session_id, "scenario": job.scenario.id, "graded_at": _utcnow().isoformat(),
-              "evaluation": grading.evaluation_json(evaluation)}
+              "evaluation": evaluation}
     storage = services.storage
     evaluation_write = services.write(storage.put, f"{job.folder}/evaluation.json",
                                json.dumps(record, ensure_ascii=False, indent=1).encode(), "application/json")

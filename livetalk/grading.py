@@ -3,14 +3,20 @@
 :meth:`Grader.grade` sends the scenario's grading instruction and rubric as the system
 instruction, the transcript as text and, when there is one, the recording (inline
 when small, through the Files API when large), and asks for JSON matching
-:class:`Evaluation`. The reply is validated (scores clamped to 0–100, criteria
-lined up with the rubric) before it is returned. :func:`render_markdown` turns an
-evaluation into the Markdown report the original app's clients show.
+:class:`Evaluation`. What was measured rather than judged (talk time, turns, questions, the
+outcome…) goes in as facts: a block that starts with the line ``Measured facts (JSON):``
+followed by one line of JSON, which the model is told not to contradict. The reply is
+validated (scores clamped to 0–100, criteria lined up with the rubric) before it is
+returned. :func:`render_markdown` turns an evaluation into the Markdown report the original
+app's clients show, with a "Measured" section when there are facts.
 
 Exceptions::
 
     GradingFailed     Gemini failed, timed out, or kept answering with unusable JSON;
-                      the message is client-safe (the route answers 502)
+     │                the message is client-safe (the route answers 502)
+     └─ AudioRejected the grading service could not decode the attached audio (400
+                      INVALID_ARGUMENT about it, or an upload that failed processing):
+                      the bytes are the problem, not the service (an upload → 415)
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import BaseModel, Field, ValidationError
@@ -42,10 +48,16 @@ FILE_POLL_S = 1.0
 MAX_TRANSCRIPT_CHARS = 200_000  # the transcript sent to the model is cut beyond this
 MAX_LIST_ITEMS = 10  # good points, improvements, evidence quotes kept per list
 ROLE_LABELS = {"user": "User", "model": "AI"}
+FACTS_HEADER = "Measured facts (JSON):"  # the emulator's grader (and any reader) finds the facts by this line
+AUDIO_FIELDS = ("audio", "inline_data", "file_data")  # a 400 naming one of these is about the attached audio
 
 
 class GradingFailed(Exception):
     """The conversation could not be graded; the message is safe to show a client."""
+
+
+class AudioRejected(GradingFailed):
+    """The grading service could not decode the attached recording; the message is safe to show a client."""
 
 
 # --- the evaluation ---------------------------------------------------------------------------
@@ -103,9 +115,10 @@ class Grader:
     inline_audio_max_bytes: int = INLINE_AUDIO_MAX_BYTES  # larger recordings go through the Files API
 
     def grade(self, client: genai.Client, *, scenario: Scenario, turns: Sequence[Turn],
-              recording: Recording | None = None) -> Evaluation:
-        """Grade a conversation; raises :class:`GradingFailed`.
+              recording: Recording | None = None, facts: Mapping[str, Any] | None = None) -> Evaluation:
+        """Grade a conversation; raises :class:`GradingFailed` (:class:`AudioRejected` for undecodable audio).
 
+        ``facts`` (JSON-ready) are told to the model as measured facts it must not contradict.
         Retries (up to ``max_attempts``, with backoff, within ``deadline_s``) on 408/429/5xx, transport
         errors and replies that do not validate.
         """
@@ -113,7 +126,8 @@ class Grader:
         uploaded = None
         try:
             audio_part, uploaded = _attach(client, recording, deadline, self.inline_audio_max_bytes)
-            contents = [*([audio_part] if audio_part is not None else []), _transcript_prompt(turns, recording)]
+            prompt = _transcript_prompt(turns, recording, facts)
+            contents = [*([audio_part] if audio_part is not None else []), prompt]
             return self._generate_with_retries(client, scenario, contents, deadline)
         finally:
             if uploaded is not None:
@@ -143,6 +157,8 @@ class Grader:
             except Exception as exc:
                 if not _is_transient(exc):
                     log.warning("grading failed: %s", _describe(exc))
+                    if len(contents) > 1 and _about_audio(exc):
+                        raise AudioRejected("the audio could not be read by the grading service") from exc
                     raise GradingFailed("the grading service rejected the request") from exc
                 last_problem = _describe(exc)
             log.warning("grading attempt %d of %d failed: %s", attempt + 1, self.max_attempts, last_problem)
@@ -169,6 +185,16 @@ def _is_transient(exc: BaseException) -> bool:
         return False
 
 
+def _about_audio(exc: BaseException) -> bool:
+    """Whether a refusal is a 400 INVALID_ARGUMENT that names the attached audio (not our request's shape)."""
+    from google.genai import errors
+
+    if not isinstance(exc, errors.APIError) or exc.code != 400:
+        return False
+    message = (exc.message or "").lower()
+    return any(field in message for field in AUDIO_FIELDS)
+
+
 def _describe(exc: BaseException) -> str:
     """For logs only: the error's type and status, never its body."""
     code = getattr(exc, "code", None)
@@ -185,6 +211,12 @@ def system_instruction(scenario: Scenario) -> str:
     return (
         f"{scenario.grading_instruction.strip()}\n\n"
         f"Rubric (criterion (weight): what good looks like):\n{rubric}\n\n"
+        f"The request may start with measured facts: a line `{FACTS_HEADER}` and one line of JSON, measured "
+        "by the system from the recording and its transcript (times in seconds; null means not measured). "
+        "They are true: never contradict them, and use them where the rubric asks about talking time, "
+        "listening, questions or the next step. Its `outcome` is what the customer agreed to through the "
+        "booking system (null: nothing was agreed); a meeting agreed with a date and time is the goal of the "
+        "conversation and weighs on the closing criterion and the overall score.\n\n"
         "Answer with JSON only. Give every score as a whole number from 0 to 100. "
         "Return exactly one entry in `criteria` per rubric criterion, in rubric order, using its name exactly. "
         "`evidence` holds short verbatim quotes from the transcript. "
@@ -192,15 +224,23 @@ def system_instruction(scenario: Scenario) -> str:
     )
 
 
-def _transcript_prompt(turns: Sequence[Turn], recording: Recording | None) -> str:
-    lines = "\n".join(f"{ROLE_LABELS.get(t.role, t.role)}: {t.text}" for t in turns if t.text.strip())
+def _transcript_prompt(turns: Sequence[Turn], recording: Recording | None,
+                       facts: Mapping[str, Any] | None = None) -> str:
+    lines = "\n".join(f"{ROLE_LABELS[t.role]}: {t.text}" for t in turns if t.role in ROLE_LABELS and t.text.strip())
     if len(lines) > MAX_TRANSCRIPT_CHARS:
         lines = lines[:MAX_TRANSCRIPT_CHARS] + "\n[… transcript cut …]"
     audio_note = f"The attached audio is the recording of this conversation. {recording.description}\n" if recording else ""
     return (
+        f"{facts_block(facts) if facts else ''}"
         f"{audio_note}Transcript (User = the person being graded, AI = the role-played customer):\n"
         f"{lines or '(no words were transcribed)'}\n\nGrade the user's performance."
     )
+
+
+def facts_block(facts: Mapping[str, Any]) -> str:
+    """``Measured facts (JSON):``, the facts as one line of JSON, and what the model must do with them."""
+    return (f"{FACTS_HEADER}\n{json.dumps(facts, ensure_ascii=False, separators=(',', ':'))}\n"
+            "(Measured by the system; do not contradict these facts.)\n\n")
 
 
 # --- the recording ----------------------------------------------------------------------------
@@ -236,7 +276,7 @@ def _wait_active(client, uploaded, deadline: float) -> None:
         time.sleep(FILE_POLL_S)
         file = client.files.get(name=uploaded.name)
     if _state(file) == "FAILED":
-        raise GradingFailed("the grading service could not read the recording")
+        raise AudioRejected("the audio could not be read by the grading service")
 
 
 def _state(file) -> str:
@@ -307,15 +347,49 @@ def _align(criteria: list[CriterionScore], scenario: Scenario) -> list[Criterion
 
 _LABELS = {
     "ja": {"title": "評価レポート", "score": "総合スコア", "good": "良かった点", "improve": "改善点",
-           "criteria": "評価項目別", "weight": "重み", "none": "（なし）"},
+           "criteria": "評価項目別", "weight": "重み", "none": "（なし）", "measured": "計測値"},
     "en": {"title": "Feedback report", "score": "Overall score", "good": "What went well",
-           "improve": "What to improve", "criteria": "By criterion", "weight": "weight", "none": "(none)"},
+           "improve": "What to improve", "criteria": "By criterion", "weight": "weight", "none": "(none)",
+           "measured": "Measured"},
 }
+# The "Measured" section: (label, how the value reads, its unit) per language; {u}/{m}: the user's / model's.
+_MEASURED = {
+    "ja": {
+        "duration_s": ("会話の長さ", "{v}", "秒"), "talk_s": ("発話時間", "あなた {u} / お客様 {m}", "秒"),
+        "talk_share_user": ("あなたの発話の割合", "{v}", "%"),
+        "longest_monologue_s": ("最長の連続発話", "あなた {u} / お客様 {m}", "秒"),
+        "turns": ("発話の回数", "あなた {u} / お客様 {m}", "回"), "questions_user": ("あなたの質問", "{v}", "回"),
+        "fillers_user": ("つなぎ言葉（えー、あの など）", "{v}", "回"),
+        "interruptions": ("割り込み", "あなたから {u} / お客様から {m}", "回"),
+        "response_latency_s": ("応答までの間（中央値）", "あなた {u} / お客様 {m}", "秒"),
+        "speech_rate_user": ("あなたの話す速さ", "{v}", "{rate}"),
+        "outcome": ("成果", "{v}", ""),
+    },
+    "en": {
+        "duration_s": ("Length", "{v}", "s"), "talk_s": ("Talk time", "you {u} / customer {m}", "s"),
+        "talk_share_user": ("Your share of the talk", "{v}", "%"),
+        "longest_monologue_s": ("Longest monologue", "you {u} / customer {m}", "s"),
+        "turns": ("Turns", "you {u} / customer {m}", ""), "questions_user": ("Your questions", "{v}", ""),
+        "fillers_user": ("Filler words (um, uh, …)", "{v}", ""),
+        "interruptions": ("Interruptions", "by you {u} / by the customer {m}", ""),
+        "response_latency_s": ("Pause before answering (median)", "you {u} / customer {m}", "s"),
+        "speech_rate_user": ("Your speaking rate", "{v}", "{rate}"),
+        "outcome": ("Outcome", "{v}", ""),
+    },
+}
+_UNITS = {"ja": {"chars_per_min": "文字/分", "words_per_min": "語/分"},
+          "en": {"chars_per_min": "characters/min", "words_per_min": "words/min"}}
+_OUTCOMES = {"ja": {"appointment": "アポイント獲得", None: "なし"}, "en": {"appointment": "meeting agreed", None: "none"}}
+_PAIRS = {"talk_s": ("user", "model"), "longest_monologue_s": ("user", "model"), "turns": ("user", "model"),
+          "interruptions": ("by_user", "by_model"), "response_latency_s": ("user_p50", "model_p50")}
 
 
-def render_markdown(evaluation: Evaluation, scenario: Scenario) -> str:
-    """The report the original app returned as ``feedback``: score, summary, good points, improvements, criteria."""
-    labels = _LABELS["ja" if scenario.language.lower().startswith("ja") else "en"]
+def render_markdown(evaluation: Evaluation, scenario: Scenario, *, metrics: Mapping[str, Any] | None = None,
+                    outcome: Mapping[str, Any] | None = None) -> str:
+    """The report the original app returned as ``feedback``: score, summary, good points, improvements, criteria,
+    then what was measured (``metrics`` as in ``evaluation.metrics``, and the ``outcome``) when given."""
+    lang = "ja" if scenario.language.lower().startswith("ja") else "en"
+    labels = _LABELS[lang]
     weights = {c.name: c.weight for c in scenario.rubric}
     out = [
         f"# {labels['title']}: {scenario.title}",
@@ -336,7 +410,45 @@ def render_markdown(evaluation: Evaluation, scenario: Scenario) -> str:
         weight = f" ({labels['weight']} {weights[c.name]})" if c.name in weights else ""
         out += ["", f"### {c.name}{weight}: {c.score} / 100", "", c.comment]
         out += [f"> {_one_line(quote)}" for quote in c.evidence]
+    if metrics is not None:
+        out += ["", f"## {labels['measured']}", *_measured_lines(metrics, outcome, lang)]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _measured_lines(metrics: Mapping[str, Any], outcome: Mapping[str, Any] | None, lang: str) -> list[str]:
+    """One bullet per measured fact; a value that was not measured reads "—"."""
+    values = {**metrics, "outcome": _outcome_text(outcome, lang)}
+    if isinstance(metrics.get("talk_share_user"), (int, float)):
+        values["talk_share_user"] = round(100 * metrics["talk_share_user"], 1)
+    rate = _UNITS[lang].get(str(metrics.get("speech_rate_unit")), "")
+    lines = []
+    for name, (label, form, unit) in _MEASURED[lang].items():
+        unit = unit.format(rate=rate)
+        value, pair = values.get(name), _PAIRS.get(name)
+        if pair is None:
+            text = form.format(v=_with_unit(value, unit))
+        elif isinstance(value, Mapping):
+            text = form.format(u=_with_unit(value.get(pair[0]), unit), m=_with_unit(value.get(pair[1]), unit))
+        else:
+            text = "—"
+        lines.append(f"- {label}: {text}")
+    return lines
+
+
+def _with_unit(value: Any, unit: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value} {unit}" if unit else str(value)
+
+
+def _outcome_text(outcome: Mapping[str, Any] | None, lang: str) -> str:
+    names = _OUTCOMES[lang]
+    if not outcome:
+        return names[None]
+    name = next((key for key, value in outcome.items() if value is True), None)
+    details = outcome.get("details") or {}
+    said = ", ".join(str(details[k]) for k in ("date", "time", "topic") if details.get(k))
+    return f"{names.get(name, name)}{f' ({said})' if said else ''}"
 
 
 def _bullets(items: list[str], empty: str) -> list[str]:
@@ -347,6 +459,11 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
-    """The evaluation as the API returns and stores it."""
-    return evaluation.model_dump()
+def evaluation_json(evaluation: Evaluation, *, metrics: Mapping[str, Any] | None = None,
+                    outcome: Mapping[str, Any] | None = None,
+                    evidence_refs: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The evaluation as the API returns and stores it: the grade, and beside it what was measured
+    (``metrics``, ``outcome``, ``evidence_refs``; null when not measured)."""
+    return {**evaluation.model_dump(), "metrics": dict(metrics) if metrics is not None else None,
+            "outcome": dict(outcome) if outcome is not None else None,
+            "evidence_refs": [dict(ref) for ref in evidence_refs] if evidence_refs is not None else None}

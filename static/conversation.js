@@ -93,6 +93,7 @@ export class Conversation {
   }
 
   _resetConversation() {
+    this.view.offerGradeRecorded(false);
     this.view.clearError();
     this.view.clearTranscript();
     this.view.clearFeedback();
@@ -242,6 +243,17 @@ export class Conversation {
     if (!this._dispatch(Event.FAIL)) return;
     this.view.showError(errorKey(code), detail);
     await this._closeConversation();
+    // The relay recorded the conversation up to the failure (at least to its last checkpoint).
+    if (this.sessionId && this.state === State.ERROR) this.view.offerGradeRecorded(true);
+  }
+
+  /** After a conversation ended by a failure: grade what was recorded of it. */
+  async gradeRecorded() {
+    const sessionId = this.sessionId;
+    if (!sessionId || !this._dispatch(Event.GRADE)) return;
+    this.view.offerGradeRecorded(false);
+    this.view.clearError();
+    await this._grade(sessionId);
   }
 
   async _closeConversation() {
@@ -302,6 +314,10 @@ export class Conversation {
       this.view.showFeedbackMessage("feedback.none");
       return;
     }
+    await this._grade(sessionId);
+  }
+
+  async _grade(sessionId) {
     this.view.showGradingProgress();
     const result = await this.requestGrade(sessionId);
     if (result.kind === "graded") this.view.showEvaluation(result.data);

@@ -1,6 +1,11 @@
-// Asking the server for the grade of a finished conversation, and showing it.
-// Everything from the server is inserted as text (textContent), never as HTML.
+// Asking the server for the grade of a finished conversation, and showing it: the score first,
+// then what was measured (outcome, fact cards, who spoke when, the quoted moments to play), then
+// the written grade. Everything from the server is inserted as text (textContent), never as HTML.
+import { renderEvidence } from "./evidence.js";
 import { parseMarkdown, renderMarkdown } from "./markdown.js";
+import { renderMetrics } from "./metrics.js";
+import { renderOutcome } from "./outcome.js";
+import { renderTimeline } from "./timeline.js";
 
 const GRADING_TIMEOUT_MS = 180_000; // a real grading call can take tens of seconds
 
@@ -67,14 +72,19 @@ export function renderEvaluation(container, data, t) {
   const evaluation = (data && typeof data.evaluation === "object" && data.evaluation) || {};
   const score = normaliseScore(evaluation.score);
   container.replaceChildren();
-  container.append(el(doc, "h2", t("feedback.title")));
+  const title = el(doc, "h2", t("feedback.title"), "feedback-title");
+  title.tabIndex = -1; // focused when the grade arrives (ui.js), so it is announced and in view
+  container.append(title);
   if (score !== null) {
     container.dataset.score = String(score);
     container.append(scoreCard(doc, score, t));
   }
+  const outcome = renderOutcome(doc, evaluation, t);
+  if (outcome) container.append(outcome);
   if (typeof evaluation.summary === "string" && evaluation.summary) {
     container.append(el(doc, "p", evaluation.summary, "summary"));
   }
+  container.append(...measuredSections(doc, data, evaluation, t));
   const lists = el(doc, "div", null, "point-lists");
   lists.append(pointList(doc, t("feedback.good"), evaluation.good_points, "good"));
   lists.append(pointList(doc, t("feedback.improve"), evaluation.improvements, "improve"));
@@ -92,6 +102,28 @@ export function renderEvaluation(container, data, t) {
     details.append(report);
     container.append(details);
   }
+}
+
+// The measured facts, who spoke when, and the recording with the quoted moments (when there are any).
+function measuredSections(doc, data, evaluation, t) {
+  const sections = [];
+  const metrics = evaluation.metrics && typeof evaluation.metrics === "object" ? evaluation.metrics : null;
+  if (metrics) {
+    const section = el(doc, "section", null, "measured");
+    section.append(el(doc, "h3", t("metrics.title")));
+    const cards = el(doc, "ul", null, "metric-cards");
+    cards.dataset.testid = "metrics";
+    renderMetrics(cards, metrics, t);
+    section.append(cards);
+    const figure = el(doc, "figure", null, "timeline");
+    if (renderTimeline(figure, metrics, t)) section.append(el(doc, "h3", t("timeline.title")), figure);
+    sections.push(section);
+  }
+  const recorded = data && data.stored && data.stored.audio && typeof data.session_id === "string";
+  const moments = el(doc, "section", null, "evidence");
+  renderEvidence(moments, evaluation, recorded ? data.session_id : null, t);
+  if (moments.childElementCount) sections.push(el(doc, "h3", t("evidence.title")), moments);
+  return sections;
 }
 
 function scoreCard(doc, score, t) {

@@ -4,7 +4,8 @@
 //
 //   idle|done|error ─start→ connecting ─ready→ live ⇄ reconnecting (socket retry, or Gemini's
 //   connection replaced: reconnecting/resumed); connecting|live|reconnecting ─end→ ending
-//   ─grade→ grading ─graded→ done; ─fail→ error; ─leave→ idle (the page is going away).
+//   ─grade→ grading ─graded→ done; ─fail→ error; ─leave→ idle (the page is going away);
+//   error ─grade→ grading: what was recorded before the failure is graded on request.
 
 /** Every state the status line can show (page contract: data-state). */
 export const State = Object.freeze({
@@ -26,7 +27,7 @@ export const Event = Object.freeze({
   RESUMED: "resumed", // the relay's `resumed`
   RETRY: "retry", // the socket dropped; a new one will resume the conversation by its ticket
   END: "end", // End pressed
-  GRADE: "grade", // the conversation is over and was recorded: ask for its grade
+  GRADE: "grade", // the conversation is over and was recorded (or failed, and its recording is asked for): grade it
   NOTHING_TO_GRADE: "nothing_to_grade", // the conversation is over before the relay knew it
   GRADED: "graded", // the grade (or why there is none) is shown
   FAIL: "fail", // the conversation cannot go on
@@ -46,7 +47,7 @@ const ROWS = [
   [Event.RESUMED, [RECONNECTING], LIVE],
   [Event.RETRY, [LIVE, RECONNECTING], RECONNECTING], // never before the first `ready`: no ticket yet
   [Event.END, TALKING, ENDING],
-  [Event.GRADE, [LIVE, RECONNECTING, ENDING], GRADING],
+  [Event.GRADE, [LIVE, RECONNECTING, ENDING, ERROR], GRADING],
   [Event.NOTHING_TO_GRADE, [...TALKING, ENDING], DONE],
   [Event.GRADED, [GRADING], DONE],
   [Event.FAIL, TALKING, ERROR],

@@ -11,6 +11,7 @@ import { View } from "./ui.js";
 function bindControls(view, conversation) {
   view.startButton.addEventListener("click", () => conversation.start());
   view.endButton.addEventListener("click", () => conversation.end());
+  view.gradeRecordedButton.addEventListener("click", () => conversation.gradeRecorded());
   view.scenario.addEventListener("change", () => view.showScenarioDescription());
   for (const input of view.modeInputs) input.addEventListener("change", () => view.refresh());
   view.composer.addEventListener("submit", (event) => {

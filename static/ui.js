@@ -16,6 +16,7 @@ export class View {
     this.modeInputs = [...doc.querySelectorAll('input[name="mode"]')];
     this.startButton = byTestId("start");
     this.endButton = byTestId("end");
+    this.gradeRecordedButton = byTestId("grade-recorded");
     this.status = byTestId("status");
     this.statusText = doc.getElementById("status-text");
     this.error = byTestId("error");
@@ -211,6 +212,11 @@ export class View {
     this.feedback.hidden = true;
   }
 
+  /** Offer (or stop offering) to grade what was recorded of a conversation that failed. */
+  offerGradeRecorded(on) {
+    this.gradeRecordedButton.hidden = !on;
+  }
+
   showGradingProgress() {
     this.clearFeedback();
     const box = this.doc.createElement("div");
@@ -223,6 +229,7 @@ export class View {
     this.feedback.append(box);
     this.feedback.setAttribute("aria-busy", "true");
     this.feedback.hidden = false;
+    this._bringIntoView(this.feedback);
   }
 
   showEvaluation(data) {
@@ -230,6 +237,8 @@ export class View {
     renderEvaluation(this.feedback, data, this.t);
     this.feedback.hidden = false;
     this._offerProgress(data && data.session_id);
+    // On a phone the grade lands below the fold: take the reader there and announce it.
+    this._bringIntoView(this.feedback.querySelector(".feedback-title") || this.feedback, { focus: true });
   }
 
   // After a grade: a way to the learner's history, opened on this conversation.
@@ -238,6 +247,12 @@ export class View {
     const link = this.seeProgress.querySelector("a");
     link.href = sessionId ? `/history#${encodeURIComponent(sessionId)}` : "/history";
     this.seeProgress.hidden = false;
+  }
+
+  _bringIntoView(element, { focus = false } = {}) {
+    const still = this.doc.defaultView?.matchMedia?.("(prefers-reduced-motion: reduce)").matches;
+    element.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
+    if (focus) element.focus({ preventScroll: true });
   }
 
   /** A plain message in the feedback area (grading unavailable, failed...). */

@@ -35,6 +35,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def worker_pids(master: int) -> list[int]:
+    """The process ids of ``master``'s children (gunicorn's workers), read from /proc."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if parent == master:
+                pids.append(int(entry.name))
+    return pids
+
+
 def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> dict:
     """Poll ``url`` (``/healthz``) until it answers; its JSON body. Fails if ``process`` exits first."""
     deadline = time.monotonic() + timeout_s

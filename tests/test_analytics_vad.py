@@ -167,6 +167,20 @@ def test_block_boundaries_change_nothing(kind):
     assert len(whole.finish().user) >= 5 and len(whole.finish().model) >= 5  # the case is not trivial
 
 
+@pytest.mark.parametrize("cut_s", [1.0, 4.0, 8.2, 11.5])
+def test_so_far_is_the_finish_of_the_audio_fed_and_feeding_goes_on(cut_s):
+    """Midway, so_far() equals what a detector fed only that far finishes with; the full run is unchanged."""
+    audio = render(BURSTS, duration_s=15.0, noise_dbfs=-60.0).tobytes()
+    cut = int(cut_s * RATE) * 4
+    vad, prefix = StereoVad(RATE), StereoVad(RATE)
+    vad.feed(audio[:cut])
+    prefix.feed(audio[:cut])
+    assert vad.so_far() == prefix.finish()
+    vad.feed(audio[cut:])
+    assert vad.finish() == detect(render(BURSTS, duration_s=15.0, noise_dbfs=-60.0))
+    assert vad.so_far() == vad.finish()
+
+
 def test_memory_does_not_grow_with_the_length_of_the_recording():
     """Ten minutes in 1 s blocks hold no more memory than one minute, beyond the segments found."""
     second = render([Burst("user", 0.2, 0.6), Burst("model", 0.7, 0.9)], duration_s=1.0, noise_dbfs=-60.0).tobytes()

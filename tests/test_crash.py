@@ -11,25 +11,11 @@ import wave
 import pytest
 
 from livetalk.storage import GcsStorage, LocalStorage
-from tests.gunicorn_helpers import ROOT, START_COMMAND, free_port, server_env, wait_healthy
+from tests.gunicorn_helpers import ROOT, START_COMMAND, free_port, server_env, wait_healthy, worker_pids
 from tests.helpers import FAKE_API_KEY, UNIT_S, frames, tone, wait_until
 from tests.wsclient import RelayClient
 
 CHECKPOINT_S = 1.0
-
-
-def worker_pids(master: int) -> list[int]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            if parent == master:
-                pids.append(int(entry.name))
-    return pids
 
 
 @pytest.fixture(params=["local", "gcs"])

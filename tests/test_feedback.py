@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import struct
 import threading
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -21,6 +22,8 @@ from livetalk.recording import ConversationRecorder
 from livetalk.services import Services
 from livetalk.storage import GcsStorage
 from livetalk.wav import FLAC, MP3, OGG, WAV, WEBM, sniff_audio, wav_header
+from tests import analytics_helpers
+from tests.analytics_helpers import Burst
 from tests.gcs_helpers import FakeGcsServer
 from tests.helpers import UNIT_S
 
@@ -28,6 +31,9 @@ LOG = [{"role": "user", "text": "本日はありがとうございます。お�
        {"role": "model", "text": "問い合わせ対応が大変です。"},
        {"role": "user", "text": "来週デモはいかがでしょうか？"}]
 TEXT_LOG = "User: Hello, do you have a minute?\nAI: Briefly.\nUser: What slows your dispatchers down?\n"
+
+
+CORRUPT_WAV = b"RIFF\x24\x10\x00\x00WAVE" + bytes(range(7, 250, 3)) * 40  # a WAV's first 12 bytes, then junk
 
 
 def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
@@ -176,6 +182,56 @@ def test_concurrent_posts_never_mix(store, app_factory, emu):
     assert len(uris) == 20 * 3
 
 
+# --- measured facts of an upload -----------------------------------------------------------------
+
+TIMINGS = ("talk_s", "talk_share_user", "longest_monologue_s", "interruptions", "response_latency_s",
+           "speech_rate_user")
+STEREO_CALL = [Burst("user", 0.5, 3.0), Burst("model", 3.6, 6.0), Burst("user", 6.8, 9.0), Burst("model", 9.5, 11.0)]
+
+
+def stereo_wav(bursts=STEREO_CALL, seconds: float = 12.0) -> bytes:
+    samples = analytics_helpers.render(bursts, duration_s=seconds, noise_dbfs=-70.0)
+    return analytics_helpers.wav_bytes(samples.tobytes(), rate=analytics_helpers.RATE, channels=2)
+
+
+def graded_facts(emu) -> dict:
+    lines = [r for r in emu.control.requests() if "generateContent" in r["path"]][-1]["text"].splitlines()
+    return json.loads(lines[lines.index(grading.FACTS_HEADER) + 1])
+
+
+@pytest.mark.parametrize(("audio", "timed"), [(stereo_wav(), True), (wav_bytes(2.0), False), (None, False)],
+                         ids=["stereo-wav", "mono-wav", "no-audio"])
+def test_an_upload_is_measured_as_far_as_it_can_be(local_store, app_factory, emu, audio, timed):
+    """A stereo WAV gives timings; without one they are null; questions and fillers always come from the log."""
+    log = [{"role": "user", "text": "えーと、本日はありがとうございます。お困りのことはありますか？"},
+           {"role": "model", "text": "問い合わせ対応が大変です。"},
+           {"role": "user", "text": "あの、来週デモはいかがでしょうか。"}]
+    response = post_upload(app_factory(local_store), log=json.dumps(log, ensure_ascii=False), audio=audio)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    evaluation = response.get_json()["evaluation"]
+    metrics = evaluation["metrics"]
+    assert (metrics["questions_user"], metrics["fillers_user"]) == (2, 2)
+    assert metrics["turns"] == ({"user": 2, "model": 2} if timed else {"user": 2, "model": 1})
+    assert all((metrics[name] is not None) is timed for name in TIMINGS), metrics
+    if timed:
+        assert metrics["talk_s"] == pytest.approx({"user": 4.75, "model": 3.9}, abs=0.1)
+        assert metrics["duration_s"] == pytest.approx(12.0)
+    assert evaluation["outcome"] is None
+    refs = evaluation["evidence_refs"]
+    assert refs and all(ref["role"] == "user" and ref["start_s"] is None for ref in refs)
+    facts = graded_facts(emu)
+    assert "outcome" not in facts  # an upload cannot know: the grader is not told "none"
+    assert facts["questions_user"] == 2
+
+
+def test_a_refusal_of_the_uploaded_audio_is_415_and_the_upload_is_removed(local_store, app_factory, emu, tmp_path):
+    """When the grading service cannot decode an upload's audio, the answer is 415 and nothing stays stored."""
+    emu.control.fault_next_rest(status=400, message="Request contains an invalid argument: undecodable audio.")
+    body = assert_error(post_upload(app_factory(local_store), audio=wav_bytes()), 415, "unsupported_audio")
+    assert "could not be read" in body["error"]["message"]
+    assert not list((tmp_path / "data").rglob("*.*"))
+
+
 # --- the recorded-session form ------------------------------------------------------------------
 
 
@@ -213,6 +269,18 @@ def test_recorded_session_is_graded(store, app_factory, emu, recording_pump):
     assert "Discovery questions" in graded["system_instruction"]  # the recording's scenario: sales-en
     second = client.post("/feedback", json={"session_id": recorder.session_id})
     assert second.status_code == 200 and second.get_json()["stored"]["feedback"] != body["stored"]["feedback"]
+
+
+def test_a_recording_the_grader_cannot_decode_is_graded_from_its_transcript(local_store, app_factory, emu,
+                                                                          recording_pump):
+    """If the grading service refuses the relay's own recording, the conversation is graded without it."""
+    recorder = record_conversation(local_store, recording_pump)
+    emu.control.fault_next_rest(status=400, message="Request contains an invalid argument: undecodable audio.")
+    response = app_factory(local_store).post("/feedback", json={"session_id": recorder.session_id})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    calls = [r for r in emu.control.requests() if "generateContent" in r["path"]]
+    assert "What slows your dispatchers down?" in calls[-1]["text"]
+    assert response.get_json()["evaluation"]["metrics"]["talk_s"] is not None
 
 
 @pytest.mark.parametrize(
@@ -289,6 +357,7 @@ BAD_UPLOADS = [
     ("non-audio-named-wav", {"audio": b"this is plain text, not audio at all"}, 415, "unsupported_audio"),
     ("mp4-named-wav", {"audio": b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00"}, 415, "unsupported_audio"),
     ("empty-audio", {"audio": b""}, 400, "invalid_audio"),
+    ("corrupt-wav", {"audio": CORRUPT_WAV}, 415, "unsupported_audio"),
     ("traversal-session-id", {"session_id": "../../etc/passwd"}, 400, "invalid_session_id"),
     ("slash-session-id", {"session_id": "a/b"}, 400, "invalid_session_id"),
     ("unknown-scenario", {"scenario": "../prompts"}, 400, "unknown_scenario"),
@@ -303,6 +372,19 @@ def test_bad_uploads(local_store, app_factory, emu, tmp_path, fields, status, co
     field = {"missing_log": "log", "invalid_log": "log", "unsupported_audio": "audio", "invalid_audio": "audio",
              "invalid_session_id": "session_id", "unknown_scenario": "scenario"}[code]
     assert field in body["error"]["message"]
+    assert not list((tmp_path / "data").rglob("*.*"))
+
+
+@pytest.mark.parametrize("audio", [
+    CORRUPT_WAV,
+    wav_header(4000, sample_rate=16000, channels=1)[:20] + struct.pack("<H", 2) + wav_header(4000, sample_rate=16000,
+                                                                                              channels=1)[22:] + bytes(4000),
+], ids=["junk-after-the-riff-header", "adpcm-the-grader-cannot-decode"])
+def test_unreadable_audio_is_415_never_502(local_store, app_factory, emu, tmp_path, audio):
+    """Audio that claims to be WAV but cannot be read is the client's problem: 415 saying so, nothing stored."""
+    response = post_upload(app_factory(local_store), audio=audio)
+    body = assert_error(response, 415, "unsupported_audio")
+    assert "could not be read" in body["error"]["message"]
     assert not list((tmp_path / "data").rglob("*.*"))
 
 

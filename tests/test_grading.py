@@ -9,7 +9,8 @@ import pytest
 
 import prompts
 from livetalk import grading
-from livetalk.grading import Evaluation, GradingFailed, Recording, Turn, render_markdown, system_instruction, validate
+from livetalk.grading import (AudioRejected, Evaluation, GradingFailed, Recording, Turn, evaluation_json,
+                              render_markdown, system_instruction, validate)
 from livetalk.services import Services
 from livetalk.wav import wav_header
 
@@ -158,6 +159,46 @@ def test_client_errors_are_not_retried(client, emu):
     assert grader().grade(client, scenario=SALES_JA, turns=TURNS)
 
 
+FACTS = {"duration_s": 312.4, "talk_s": {"user": 121.0, "model": 98.5}, "talk_share_user": 0.72,
+         "questions_user": 9, "fillers_user": 6, "interruptions": {"by_user": 2, "by_model": 0},
+         "outcome": {"name": "appointment", "details": {"date": "2026-12-03", "time": "14:00", "topic": "demo"}}}
+
+
+def test_measured_facts_reach_the_grader_as_one_line_of_json(client, emu):
+    """Facts go in as `Measured facts (JSON):` plus one JSON line; the grader is told not to contradict them."""
+    evaluation = grader().grade(client, scenario=SALES_EN, turns=TURNS, facts=FACTS)
+    call = [r for r in emu.control.requests() if "generateContent" in r["path"]][-1]
+    lines = call["text"].splitlines()
+    at = lines.index(grading.FACTS_HEADER)
+    assert json.loads(lines[at + 1]) == FACTS
+    assert "never contradict them" in call["system_instruction"]
+    assert "72% of the talk time" in evaluation.summary  # the emulator quotes the measured share
+    assert "reached an outcome" in evaluation.summary
+
+
+def test_no_facts_no_block(client, emu):
+    """Without facts the prompt holds no facts block (the transcript alone is graded)."""
+    grader().grade(client, scenario=SALES_JA, turns=TURNS)
+    call = [r for r in emu.control.requests() if "generateContent" in r["path"]][-1]
+    assert grading.FACTS_HEADER not in call["text"]
+
+
+@pytest.mark.parametrize(("audio", "rejected"), [
+    (b"RIFF\x00\x10\x00\x00WAVEjunkjunkjunkjunkjunk", True),
+    (wav_bytes(0.5), False),
+], ids=["undecodable", "fine"])
+def test_undecodable_audio_is_told_apart_from_other_refusals(client, emu, audio, rejected):
+    """A 400 about the attached audio is AudioRejected; any other 400 is a plain GradingFailed."""
+    recording = Recording("audio/wav", len(audio), lambda: io.BytesIO(audio))
+    if not rejected:
+        emu.control.fault_next_rest(status=400, message="Request contains an invalid argument.")
+    with pytest.raises(GradingFailed) as info:
+        grader().grade(client, scenario=SALES_JA, turns=TURNS, recording=recording)
+    assert isinstance(info.value, AudioRejected) is rejected
+    if rejected:
+        assert "could not be read" in str(info.value)
+
+
 def test_slow_upstream_times_out_within_the_deadline(client, emu):
     """A hanging upstream is abandoned after the per-attempt timeout, all attempts within the deadline."""
     emu.control.fault_next_rest(status=None, delay_ms=5000, count=5)
@@ -185,6 +226,42 @@ def test_markdown_report(scenario, headings):
         assert heading in report
     assert "Good discovery." in report and "- asked about pains" in report
     assert f"### {scenario.rubric[0].name}" in report and "> 「ありがとうございます」" in report
+
+
+METRICS = {"duration_s": 312.4, "talk_s": {"user": 121.0, "model": 98.5}, "talk_share_user": 0.551,
+           "longest_monologue_s": {"user": 24.1, "model": 9.8}, "turns": {"user": 14, "model": 15},
+           "questions_user": 9, "fillers_user": 6, "interruptions": {"by_user": 2, "by_model": 0},
+           "response_latency_s": {"user_p50": 0.9, "model_p50": None}, "speech_rate_user": 310.0,
+           "speech_rate_unit": "chars_per_min"}
+OUTCOME = {"appointment": True, "details": {"date": "2026-12-03", "time": "14:00", "topic": "demo"}}
+
+
+@pytest.mark.parametrize(("scenario", "outcome", "lines"), [
+    (SALES_JA, OUTCOME, ["## 計測値", "- 会話の長さ: 312.4 秒", "- 発話時間: あなた 121.0 秒 / お客様 98.5 秒",
+                         "- あなたの発話の割合: 55.1 %", "- 応答までの間（中央値）: あなた 0.9 秒 / お客様 —",
+                         "- あなたの話す速さ: 310.0 文字/分", "- 成果: アポイント獲得 (2026-12-03, 14:00, demo)"]),
+    (SALES_EN, None, ["## Measured", "- Length: 312.4 s", "- Interruptions: by you 2 / by the customer 0",
+                      "- Your questions: 9", "- Outcome: none"]),
+], ids=["ja", "en"])
+def test_the_report_has_a_measured_section(scenario, outcome, lines):
+    """With metrics, the report ends with what was measured, in the scenario's language; unmeasured reads —."""
+    evaluation = validate(reply(), scenario)
+    report = render_markdown(evaluation, scenario, metrics=METRICS, outcome=outcome)
+    for line in lines:
+        assert line in report.splitlines()
+    assert "## 計測値" not in render_markdown(evaluation, SALES_JA)
+
+
+def test_the_evaluation_json_keeps_its_fields_and_adds_the_measured_ones():
+    """evaluation_json is the old object plus metrics, outcome and evidence_refs (null when not measured)."""
+    evaluation = validate(reply(), SALES_JA)
+    plain = evaluation_json(evaluation)
+    assert {k: v for k, v in plain.items() if k not in ("metrics", "outcome", "evidence_refs")} == \
+        evaluation.model_dump()
+    assert plain["metrics"] is None and plain["outcome"] is None and plain["evidence_refs"] is None
+    refs = [{"criterion": "c", "quote": "q", "role": "user", "start_s": 1.0, "end_s": 2.0}]
+    full = evaluation_json(evaluation, metrics=METRICS, outcome=OUTCOME, evidence_refs=refs)
+    assert (full["metrics"], full["outcome"], full["evidence_refs"]) == (METRICS, OUTCOME, refs)
 
 
 def test_report_of_an_empty_evaluation():

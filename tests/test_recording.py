@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from livetalk import recording
+from livetalk.analytics import Activity, wav_activity
 from livetalk.recording import timeline
 from livetalk.recording import ConversationRecorder, find_recording
 from livetalk.storage import LocalStorage
@@ -219,6 +220,64 @@ def test_user_audio_at_24_khz_is_recorded_as_it_is(tmp_path, clock, make_recorde
     assert params.nframes == pytest.approx(24000 * 1.0, abs=480)
     assert np.array_equal(stereo[:480, 0], np.frombuffer(tone(0.02, 24000), "<i2"))
     assert activity(stereo[:, 0]).startswith("#" * 10)
+
+
+def test_who_spoke_when_is_measured_as_it_is_written(store, clock, make_recorder):
+    """meta.json carries each side's speech at checkpoints and at the end: what the detector finds in audio.wav."""
+    rec = make_recorder(store, checkpoint_s=1.0)
+    clock.tick(0.5)
+    speak_user(rec, clock, 1.0)
+    speak_user(rec, clock, 1.5, amplitude=0)
+    meta_key = f"{rec.key_prefix}/meta.json"
+    wait_until(lambda: store.exists(meta_key) and json.loads(store.read(meta_key))["audio"]["duration_s"] >= 2.0)
+    so_far = Activity.from_json(json.loads(store.read(meta_key))["activity"])
+    assert [(round(s, 1), round(e, 1)) for s, e in so_far.user] == [(0.5, 1.5)] and so_far.model == ()
+    rec.model_audio(tone(0.8, 24000))
+    speak_user(rec, clock, 2.0, amplitude=0)
+    assert rec.finalize("end") is not None
+    meta = json.loads(store.read(meta_key))
+    with store.open_read(f"{rec.key_prefix}/audio.wav") as audio:
+        assert meta["activity"] == wav_activity(audio).to_json()
+    final = Activity.from_json(meta["activity"])
+    assert [(round(s, 1), round(e, 1)) for s, e in final.model] == [(3.0, 3.8)]
+    assert final.duration_s == meta["audio"]["duration_s"]
+
+
+def test_an_outcome_is_kept_in_meta_and_the_transcript_and_stored_at_once(tmp_path, clock, make_recorder):
+    """outcome() lands in meta.json at the next block (not the next interval) and as an `outcome` line."""
+    store = LocalStorage(tmp_path)
+    rec = make_recorder(store, checkpoint_s=60.0)
+    speak_user(rec, clock, 0.5)
+    details = {"date": "2026-12-03", "time": "14:00", "topic": "demo"}
+    rec.outcome("appointment", details)
+    speak_user(rec, clock, 2.0, amplitude=0)
+    meta_key = f"{rec.key_prefix}/meta.json"
+    wait_until(lambda: store.exists(meta_key))
+    assert json.loads(store.read(meta_key))["outcome"] == {"appointment": True, "details": details}
+    rec.transcript("user", "Then the 3rd at two.", True)
+    rec.outcome_cancelled("appointment")
+    assert rec.finalize("end") is not None
+    lines = transcript_lines(store, rec)
+    assert [line["role"] for line in lines] == ["outcome", "user", "outcome"]
+    assert lines[0] == {"role": "outcome", "name": "appointment", "details": details, "cancelled": False,
+                        "start_ms": 500, "end_ms": 500}
+    assert lines[2]["cancelled"] is True and lines[2]["details"] is None
+    meta = json.loads(store.read(meta_key))
+    assert meta["outcome"] is None and meta["turns"] == {"user": 1, "model": 0}
+
+
+def test_a_continuation_is_placed_on_the_conversation_timeline(tmp_path, clock, make_recorder):
+    """A segment's meta.json gives its own start and the conversation's, so it can be laid after the first."""
+    store = LocalStorage(tmp_path)
+    resumed_at = STARTED + dt.timedelta(seconds=42)
+    first, second = make_recorder(store), make_recorder(store, segment=1, recording_started_at=resumed_at)
+    speak_user(first, clock, 0.3)
+    speak_user(second, clock, 0.3)
+    assert first.finalize("drop") and second.finalize("end")
+    metas = [json.loads(store.read(f"{rec.key_prefix}/meta.json")) for rec in (first, second)]
+    assert [m["conversation_started_at"] for m in metas] == [STARTED.isoformat()] * 2
+    assert [m["started_at"] for m in metas] == [STARTED.isoformat(), resumed_at.isoformat()]
+    assert dt.datetime.fromisoformat(metas[1]["ended_at"]) > resumed_at
 
 
 def test_finalize_is_idempotent_and_later_events_are_ignored(tmp_path, clock, make_recorder):

@@ -161,6 +161,14 @@ class _Segmenter:
         if len(starts) > len(ends):
             self.run_start = starts[-1]
 
+    def provisional(self, end: int) -> list[tuple[int, int]]:
+        """The segments as if the stream ended at frame ``end``, leaving this segmenter as it is."""
+        copy = _Segmenter(min_run=self.min_run, hangover=self.hangover, min_segment=self.min_segment)
+        copy.run_start, copy.segments = self.run_start, list(self.segments)
+        copy.open = list(self.open) if self.open is not None else None
+        copy.finish(end)
+        return copy.segments
+
     def finish(self, end: int) -> None:
         """The stream ended at frame ``end``: close what is open."""
         if self.run_start is not None:
@@ -239,10 +247,23 @@ class StereoVad:
         if self._finished is None:
             for segmenter in self._segmenters:
                 segmenter.finish(self._frames)
-            user, model = (tuple(Span(a * self._frame_s, b * self._frame_s) for a, b in seg.segments)
-                           for seg in self._segmenters)
-            self._finished = Activity(user, model, self.fed_s)
+            self._finished = self._activity([seg.segments for seg in self._segmenters])
         return self._finished
+
+    def so_far(self) -> Activity:
+        """What :meth:`finish` would return if the stream ended here; feeding may go on.
+
+        For checkpoints of a recording in progress: speech still going on is cut at the
+        end of the audio fed, and a pause at the end may yet turn out to be inside a segment.
+        Costs a copy of the segments found (a few KiB).
+        """
+        if self._finished is not None:
+            return self._finished
+        return self._activity([seg.provisional(self._frames) for seg in self._segmenters])
+
+    def _activity(self, segments: list[list[tuple[int, int]]]) -> Activity:
+        user, model = (tuple(Span(a * self._frame_s, b * self._frame_s) for a, b in side) for side in segments)
+        return Activity(user, model, self.fed_s)
 
     def _analyse(self, frames: np.ndarray) -> None:
         """Frames of shape (n, frame, 2) → per-frame speech flags → runs → segments."""

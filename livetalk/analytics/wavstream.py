@@ -98,12 +98,14 @@ class WavReader:
 
     Attributes:
         format: the :class:`WavFormat`.
+        data_bytes: the size of the samples as the header declares it (None: until the end of the stream).
         truncated: set once :meth:`blocks` found fewer data bytes than the header declared.
     """
 
     def __init__(self, stream: BinaryIO, fmt: WavFormat, data_bytes: int | None) -> None:
         self._stream = stream
         self.format = fmt
+        self.data_bytes = data_bytes
         self._left = data_bytes  # None: until the end of the stream
         self.truncated = False
 

@@ -8,6 +8,12 @@ in batches and hands them to the recorder's :class:`_RecordingWorker`, which pla
 :class:`~livetalk.recording.sink.Sink`. The output is a function of the events and their timestamps only:
 how the pump happens to batch them changes nothing.
 
+Measured as it is written: the worker feeds every stereo block it commits to an
+:class:`~livetalk.analytics.StereoVad` and stores who spoke when (``"activity"``) in ``meta.json`` at every
+checkpoint and at the end, so grading and history never read the audio again (about 0.01 % of a core per
+conversation, on the pump thread). An outcome the AI party reached through a tool call (the customer agreed
+to a meeting) is kept in ``meta.json`` (``"outcome"``) and as a transcript line of role ``outcome``.
+
 Errors: a storage failure during the conversation stops the recording (logged, the conversation goes on)
 and ``finalize`` returns None.
 """
@@ -23,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..analytics import StereoVad
 from ..storage import Storage
 from ..wav import wav_header
 from .layout import AUDIO_NAME, META_NAME, TRANSCRIPT_NAME, conversation_prefix, segment_prefix
@@ -66,6 +73,9 @@ class ConversationRecorder:
         segment: 0 for a conversation's first recording; n > 0 for the n-th continuation of
             the same session (e.g. resumed on another instance), stored in ``segment-<n>/``
             inside the first one's folder so that nothing collides. Only segment 0 is indexed.
+        recording_started_at: when this recording started (aware datetime): ``meta.json``'s
+            ``started_at``, which places a continuation on the conversation's timeline. Default:
+            ``started_at`` for segment 0, the time of construction for a continuation.
         pump: the :class:`~livetalk.recording.pump.RecordingPump` that processes the events (the process's
             own, owned by :class:`~livetalk.services.Services`).
         queue_budget_bytes: events waiting for the pump beyond this are dropped (and counted).
@@ -94,11 +104,15 @@ class ConversationRecorder:
         checkpoint_s: float = CHECKPOINT_S,
         input_rate: int = INPUT_RATE,
         learner_id: str | None = None,
+        recording_started_at: dt.datetime | None = None,
     ) -> None:
         self.session_id = session_id
         self.learner_id = learner_id
         self.scenario_id = scenario_id
-        self.started_at = started_at if started_at.tzinfo else started_at.replace(tzinfo=dt.timezone.utc)
+        self.started_at = _aware(started_at)
+        if recording_started_at is None:
+            recording_started_at = started_at if not segment else dt.datetime.now(dt.timezone.utc)
+        self.recording_started_at = _aware(recording_started_at)
         self._prefix = segment_prefix(conversation_prefix(session_id, self.started_at), segment)
         self.segment = int(segment)
         self._clock = clock
@@ -163,13 +177,18 @@ class ConversationRecorder:
         """The user barged in: the client dropped its queued model audio now."""
         self._put("interrupt", None, 0)
 
-    def outcome(self, name: str, details: dict) -> None:
-        """The role-play reached an outcome (e.g. ``appointment`` with its date, time and topic)."""
-        self._put("outcome", (str(name), dict(details)), 0)
+    def outcome(self, name: str, details: dict[str, Any]) -> None:
+        """The AI party reached ``name`` through a tool call, e.g. ``"appointment"`` with
+        ``{"date": "YYYY-MM-DD", "time": "HH:MM", "topic": ...}``; replaces an earlier outcome."""
+        if not isinstance(name, str) or not name:
+            return
+        details = dict(details) if isinstance(details, dict) else {}
+        self._put("outcome", (name, details), len(name) + len(repr(details)))
 
     def outcome_cancelled(self, name: str) -> None:
-        """An outcome announced earlier was withdrawn."""
-        self._put("outcome", (str(name), None), 0)
+        """The tool call that reached ``name`` was cancelled: the conversation no longer has that outcome."""
+        if isinstance(name, str) and name:
+            self._put("outcome", (name, None), len(name))
 
     def _put(self, kind: str, payload: Any, size: int) -> None:
         # No lock: deque.append is atomic, and each counter has a single writer.
@@ -258,7 +277,8 @@ class _RecordingWorker:
         self.open: dict[str, _Utterance] = {}
         self.turns = {"user": 0, "model": 0}
         self.interruptions = 0
-        self.outcome: dict[str, Any] | None = None  # e.g. {"appointment": True, "details": {...}}
+        self.outcome: dict[str, Any] | None = None  # meta.json's "outcome"
+        self.vad = StereoVad(OUTPUT_RATE)  # who spoke when, measured on the blocks written
         self.voice: tuple[int, int] | None = None  # user speech heard since their last utterance
         self.now = 0
         self._checkpoint_frames = max(int(rec.checkpoint_s * OUTPUT_RATE), 1)
@@ -323,13 +343,6 @@ class _RecordingWorker:
         self._close("user")
         self._close("model")
 
-    def _on_outcome(self, now: int, payload: tuple[str, dict | None]) -> None:
-        name, details = payload
-        self.outcome = {name: True, "details": details} if details is not None else None
-        line = {"role": "outcome", "name": name, "details": details, "cancelled": details is None,
-                "start_ms": ms(now), "end_ms": ms(now)}
-        self.sink.add_line(json.dumps(line, ensure_ascii=False).encode() + b"\n")
-
     def _on_interrupt(self, now: int, _: None) -> None:
         self.interruptions += 1
         self.mixer.interrupt(now)
@@ -338,6 +351,18 @@ class _RecordingWorker:
             model.interrupted = True
             model.end = min(model.end, self.mixer.model_cursor)
             self._close("model")
+
+    def _on_outcome(self, now: int, payload: tuple[str, dict[str, Any] | None]) -> None:
+        name, details = payload
+        line = {"role": "outcome", "name": name, "details": details, "cancelled": details is None,
+                "start_ms": ms(now), "end_ms": ms(now)}
+        if details is not None:
+            self.outcome = {name: True, "details": details}
+        elif self.outcome is not None and name in self.outcome:  # only the outcome that call reached
+            self.outcome = None
+        self.sink.add_line(json.dumps(line, ensure_ascii=False, default=str).encode() + b"\n")
+        # An agreed meeting is worth more than the audio around it: stored at the next block, not interval.
+        self._next_checkpoint = min(self._next_checkpoint, self.mixer.committed + 1)
 
     def _utterance(self, role: str, start: int) -> _Utterance:
         utterance = self.open.get(role)
@@ -363,6 +388,7 @@ class _RecordingWorker:
         if not frames or self.sink.failed:
             return
         self.sink.append_audio(frames)
+        self.vad.feed(frames)
         self.frames_written += len(frames) // FRAME_BYTES
         if self.mixer.committed >= self._next_checkpoint:
             self._next_checkpoint = self.mixer.committed + self._checkpoint_frames
@@ -380,6 +406,7 @@ class _RecordingWorker:
                     self._close(role)
                 for block in self.mixer.drain():
                     self._write_audio(block)
+                self.vad.finish()
                 snapshot = self._snapshot(max(t - self.rec._t0, 0.0), reason, dropped_events)
         except Exception:
             log.exception("recording %s could not be finalised", self.rec.session_id)
@@ -399,8 +426,9 @@ class _RecordingWorker:
             "session_id": rec.session_id,
             "scenario_id": rec.scenario_id,
             "learner_id": rec.learner_id,
-            "started_at": rec.started_at.isoformat(),
-            "ended_at": (rec.started_at + dt.timedelta(seconds=elapsed)).isoformat(),
+            "conversation_started_at": rec.started_at.isoformat(),
+            "started_at": rec.recording_started_at.isoformat(),  # this recording's (a continuation's own)
+            "ended_at": (rec.recording_started_at + dt.timedelta(seconds=elapsed)).isoformat(),
             "duration_s": round(elapsed, 3),
             "reason": reason,
             "complete": reason is not None,  # False: a checkpoint of a conversation still going on (or cut off)
@@ -414,6 +442,7 @@ class _RecordingWorker:
             },
             "transcript": self.sink.key(TRANSCRIPT_NAME),
             "dropped": {"events": dropped_events, "model_audio_ms": ms(self.mixer.dropped_model)},
+            "activity": self.vad.so_far().to_json(),  # so far: finish() has run at the end
         }
 
     def _index(self, meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -426,4 +455,6 @@ class _RecordingWorker:
         return index
 
 
-# --- the storage side (I/O pool) ------------------------------------------------------------
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """``moment`` with a time zone (UTC when it has none)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

@@ -16,10 +16,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .browserkit import UNIT_MS, UNIT_S, SpeechWav, make_silence_wav, make_speech_wav
+
+if TYPE_CHECKING:
+    from tests.gunicorn_helpers import GunicornServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -215,3 +219,33 @@ class ServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=UNIT_S)
+
+
+# --- the production server, for tests that kill its workers -------------------------------------
+
+
+@pytest.fixture()
+def crashable_server(emulator, tmp_path) -> Iterator["GunicornServer"]:
+    """``gunicorn -c gunicorn.conf.py app:app`` against the emulator, checkpointing recordings every second.
+
+    ``data_dir`` is its store; kill its workers with :func:`tests.gunicorn_helpers.worker_pids` and SIGKILL
+    (gunicorn's master starts new ones, as after an OOM kill).
+    """
+    from tests.gunicorn_helpers import ROOT as REPO, START_COMMAND, GunicornServer, free_port, server_env, wait_healthy
+
+    port = free_port()
+    env = server_env(port, emulator=emulator, data_dir=tmp_path / "data", api_key=FAKE_API_KEY)
+    env.update(RECORDING_CHECKPOINT_SECONDS="1", LOG_LEVEL="WARNING")
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(START_COMMAND, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    server = GunicornServer(port=port, process=process, log_path=log_path)
+    server.data_dir = tmp_path / "data"
+    try:
+        wait_healthy(server.url + "/healthz", process, 6 * UNIT_S)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(3 * UNIT_S)

@@ -49,6 +49,11 @@ class FakeView {
     this.errors = [];
     this.feedback = [];
     this.errorKey = null;
+    this.gradeRecordedOffered = false;
+  }
+
+  offerGradeRecorded(on) {
+    this.gradeRecordedOffered = on;
   }
 
   setState(state) {
@@ -257,6 +262,45 @@ test("refused retries use up the tries, then the connection is reported lost and
   assert.deepEqual(setup.view.errors, ["error.connection_lost"]);
   await setup.clock.advance(60_000);
   assert.equal(setup.socket.attempts.length, 1 + RECONNECT_DELAYS_MS.length);
+});
+
+test("after a failure, what was recorded can be graded: offered, graded once, then offered no more", async () => {
+  const setup = setUp();
+  await live(setup);
+  setup.socket.emit("error", { code: "upstream_error", message: "Gemini closed", fatal: true });
+  await settle();
+  assert.equal(setup.conversation.state, "error");
+  assert.equal(setup.view.gradeRecordedOffered, true);
+  await setup.conversation.gradeRecorded();
+  assert.deepEqual(setup.grades, ["s-1"]);
+  assert.deepEqual(setup.view.states.slice(-3), ["error", "grading", "done"]);
+  assert.deepEqual(setup.view.feedback, ["graded 70"]);
+  assert.equal(setup.view.gradeRecordedOffered, false);
+  assert.equal(setup.view.errorKey, null, "the failure is not shown beside the grade");
+  await setup.conversation.gradeRecorded(); // done: nothing more to grade
+  assert.deepEqual(setup.grades, ["s-1"]);
+});
+
+test("a failure before the relay named the conversation offers no grade", async () => {
+  const setup = setUp();
+  setup.conversation.start();
+  await settle();
+  setup.socket.attempts[0].refuse(1011);
+  await settle();
+  assert.equal(setup.conversation.state, "error");
+  assert.equal(setup.view.gradeRecordedOffered, false);
+  await setup.conversation.gradeRecorded();
+  assert.deepEqual(setup.grades, []);
+});
+
+test("starting again withdraws the offer to grade the failed conversation", async () => {
+  const setup = setUp();
+  await live(setup);
+  setup.socket.emit("error", { code: "internal", message: "bug", fatal: true });
+  await settle();
+  assert.equal(setup.view.gradeRecordedOffered, true);
+  setup.conversation.start();
+  assert.equal(setup.view.gradeRecordedOffered, false);
 });
 
 test("a socket that drops before ready is not retried: there is no ticket yet", async () => {

@@ -21,6 +21,7 @@ const ALLOWED = [
   ["live", "grade", "grading"],
   ["reconnecting", "grade", "grading"],
   ["ending", "grade", "grading"],
+  ["error", "grade", "grading"],
   ["connecting", "nothing_to_grade", "done"],
   ["live", "nothing_to_grade", "done"],
   ["reconnecting", "nothing_to_grade", "done"],

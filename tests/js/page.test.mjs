@@ -43,7 +43,8 @@ test("every data-i18n key in the template exists, and the template's text is the
 });
 
 test("the template has every automation hook of the page contract and no inline code", () => {
-  for (const id of ["scenario", "start", "end", "status", "transcript", "text-input", "send", "feedback", "error"]) {
+  for (const id of ["scenario", "start", "end", "status", "transcript", "text-input", "send", "feedback", "error",
+    "grade-recorded"]) {
     assert.match(template, new RegExp(`data-testid="${id}"`), id);
   }
   assert.doesNotMatch(template, /<script(?![^>]*\ssrc=)[^>]*>/, "no inline <script>");
