@@ -27,6 +27,7 @@ from . import history
 from .auth import current_learner, is_admin_request
 from .learners import DEFAULT_PAGE, MAX_PAGE, Search, public_entry
 from .ranges import StoredBody, range_response
+from .recording.readback import read_conversation
 from .recording import check_session_id
 from .storage import StorageError
 
@@ -112,15 +113,14 @@ def conversation(session_id: str):
 @api_bp.get("/conversations/<session_id>/audio")
 def audio(session_id: str):
     storage = _services().storage
-    found = _visible(session_id)
-    try:
-        parts = history.audio_parts(storage, found)
-    except history.NotAWav as exc:
-        log.warning("recording of %s cannot be served: %s", session_id, exc)
-        parts = None
-    if parts is None:
+    _visible(session_id)  # 404 unless the caller may see it
+    # In conversation time: segments at their own start, the gaps between them silent, as the timeline and
+    # the evidence times have it.
+    recorded = read_conversation(storage, session_id)
+    pieces = recorded.audio_pieces(storage) if recorded is not None else None
+    if pieces is None:
         raise ApiError(404, "no_recording", "this conversation has no playable recording")
-    return range_response(StoredBody(storage, parts), range_header=request.headers.get("Range"),
+    return range_response(StoredBody(storage, pieces), range_header=request.headers.get("Range"),
                           if_range=request.headers.get("If-Range"), mimetype="audio/wav")
 
 

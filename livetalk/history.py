@@ -15,14 +15,11 @@ import dataclasses
 import json
 import logging
 import re
-import struct
 from typing import TYPE_CHECKING, Any, Final
 
 from .learners import LearnerIndex
-from .ranges import Part, Span
 from .recording import AUDIO_NAME, META_NAME, TRANSCRIPT_NAME, check_session_id, find_recording, index_key
 from .storage import ObjectNotFound
-from .wav import wav_header
 
 if TYPE_CHECKING:
     from .identity import Learner
@@ -33,13 +30,8 @@ log = logging.getLogger("livetalk.history")
 EVALUATION_NAME: Final = "evaluation.json"
 REPORT_NAME: Final = "feedback.md"
 DELETE_PASSES: Final = 3  # listings of a folder being deleted, to catch objects written meanwhile
-WAV_HEAD_BYTES: Final = 4096  # a WAV's header chunks are looked for in its first bytes
 _SEGMENT_FOLDER: Final = re.compile(r"segment-(\d+)")
 _FEEDBACK_FOLDER: Final = re.compile(r"feedback-[A-Za-z0-9_-]+")
-
-
-class NotAWav(ValueError):
-    """A stored recording is not a PCM WAV this module can join to others."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,30 +135,6 @@ def grade(storage: Storage, conversation: Conversation) -> tuple[dict[str, Any] 
     return (evaluation if isinstance(evaluation, dict) else None), report
 
 
-def audio_parts(storage: Storage, conversation: Conversation) -> list[Part] | None:
-    """The recording as one WAV: the stored file, or the segments' audio joined under one header; None if none.
-
-    Joining reads only each file's header; the samples are served straight from storage.
-    """
-    keys = [key for key in (segment.key(AUDIO_NAME) for segment in conversation.segments) if key]
-    if not keys:
-        return None
-    if len(keys) == 1:
-        return [Span(keys[0], 0, storage.size(keys[0]))]
-    spans, fmt = [], None
-    for key in keys:
-        with storage.open_read(key) as reader:
-            head = reader.read(WAV_HEAD_BYTES)
-        offset, length, this_fmt = wav_data_span(head, storage.size(key))
-        if fmt is not None and this_fmt != fmt:
-            raise NotAWav("the segments' recordings differ in format")
-        fmt = this_fmt
-        spans.append(Span(key, offset, length))
-    rate, channels, bits = fmt
-    header = wav_header(sum(span.length for span in spans), sample_rate=rate, channels=channels, sample_bits=bits)
-    return [header, *spans]
-
-
 def delete(storage: Storage, conversation: Conversation) -> int:
     """Remove every object of the conversation, its session index and its owner's entry; how many objects.
 
@@ -185,30 +153,6 @@ def delete(storage: Storage, conversation: Conversation) -> int:
     if conversation.owner is not None:
         LearnerIndex(storage).remove(conversation.owner, conversation.session_id)
     return removed
-
-
-def wav_data_span(head: bytes, size: int) -> tuple[int, int, tuple[int, int, int]]:
-    """``(offset, length, (rate, channels, bits))`` of the samples of a PCM WAV starting with ``head``.
-
-    ``size`` is the file's length; a data chunk claiming more than the file holds is cut to it.
-    """
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        raise NotAWav("not a RIFF/WAVE file")
-    position, fmt = 12, None
-    while position + 8 <= len(head):
-        chunk, chunk_size = head[position:position + 4], struct.unpack_from("<I", head, position + 4)[0]
-        body = position + 8
-        if chunk == b"fmt " and chunk_size >= 16 and body + 16 <= len(head):
-            encoding, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", head, body)
-            if encoding != 1:
-                raise NotAWav("not PCM")
-            fmt = (rate, channels, bits)
-        elif chunk == b"data":
-            if fmt is None:
-                raise NotAWav("data before fmt")
-            return body, max(0, min(chunk_size, size - body)), fmt
-        position = body + chunk_size + (chunk_size & 1)
-    raise NotAWav("no data chunk in the header")
 
 
 def _meta(storage: Storage, segment: Segment) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """Serving stored objects over HTTP with ``Range`` (RFC 9110 §14), in bounded memory, from either backend.
 
-A :class:`StoredBody` is a sequence of parts, each literal bytes (a header made up on the spot) or a
-:class:`Span` of a stored object, so one response can join several objects (a resumed conversation's
-recordings under one WAV header). Bytes are read with :meth:`~livetalk.storage.Storage.open_read` and
+A :class:`StoredBody` is a sequence of pieces (:mod:`livetalk.storage.joined`: literal bytes such as a
+header made up on the spot, a span of a stored object, a run of zeros), so one response can join several
+objects (a resumed conversation's recordings under one WAV header, the silence between them included). Bytes are read with :meth:`~livetalk.storage.Storage.open_read` and
 ``seek``: a local file seeks, a GCS reader fetches from the offset, and at most ``chunk_bytes`` (plus the
 backend's own read buffer) are held at once, whatever the object's size.
 
@@ -12,12 +12,13 @@ an ``If-Range`` it cannot check), ``206`` with ``Content-Range`` for one satisfi
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Final, Union
+from typing import TYPE_CHECKING, Final
 
 from flask import Response, jsonify
+
+from .storage.joined import Piece, open_joined, piece_length
 
 if TYPE_CHECKING:
     from .storage import Storage
@@ -30,57 +31,30 @@ class Unsatisfiable(ValueError):
     """A single byte range none of whose bytes exist (answered with 416)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Span:
-    """``length`` bytes of the stored object ``key`` from byte ``offset``."""
-
-    key: str
-    offset: int
-    length: int
-
-
-Part = Union[bytes, Span]
-
-
 class StoredBody:
-    """Parts laid end to end, read on demand. See the module docstring."""
+    """Pieces laid end to end (:mod:`livetalk.storage.joined`), read on demand. See the module docstring."""
 
-    def __init__(self, storage: Storage, parts: Sequence[Part], *, chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(self, storage: Storage, pieces: Sequence[Piece], *, chunk_bytes: int = CHUNK_BYTES) -> None:
         if chunk_bytes < 1:
             raise ValueError("chunk_bytes must be positive")
         self._storage = storage
-        self._parts = list(parts)
+        self._pieces = list(pieces)
         self._chunk_bytes = chunk_bytes
 
     @property
     def length(self) -> int:
         """Bytes in the whole body."""
-        return sum(_part_length(part) for part in self._parts)
+        return sum(piece_length(piece) for piece in self._pieces)
 
     def iter_range(self, start: int, stop: int) -> Iterator[bytes]:
         """The bytes from ``start`` up to (not including) ``stop``, in chunks of at most ``chunk_bytes``."""
-        position = 0
-        for part in self._parts:
-            length = _part_length(part)
-            begin, end = max(start, position), min(stop, position + length)
-            if begin < end:
-                yield from self._read(part, begin - position, end - position)
-            position += length
-            if position >= stop:
-                return
-
-    def _read(self, part: Part, begin: int, end: int) -> Iterator[bytes]:
-        if isinstance(part, bytes):
-            for at in range(begin, end, self._chunk_bytes):
-                yield part[at:min(at + self._chunk_bytes, end)]
-            return
-        with self._storage.open_read(part.key) as reader:
-            reader.seek(part.offset + begin)
-            left = end - begin
+        with open_joined(self._storage, self._pieces) as reader:
+            reader.seek(start)
+            left = stop - start
             while left > 0:
                 chunk = reader.read(min(self._chunk_bytes, left))
                 if not chunk:
-                    raise OSError(f"{part.key} ended {left} bytes early")
+                    raise OSError(f"the stored body ended {left} bytes early")
                 left -= len(chunk)
                 yield chunk
 
@@ -129,7 +103,3 @@ def requested_range(header: str | None, total: int) -> tuple[int, int] | None:
     if start >= total:
         raise Unsatisfiable(header)
     return start, min(int(last) + 1, total) if last else total
-
-
-def _part_length(part: Part) -> int:
-    return len(part) if isinstance(part, bytes) else part.length

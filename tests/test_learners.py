@@ -5,9 +5,7 @@ Recordings are made by the real recorder (livetalk.recording) on both storage ba
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-import wave
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -193,38 +191,6 @@ def test_details_lay_the_segments_end_to_end(store, record):
     users = [line for line in details["transcript"] if line["role"] == "user"]
     assert [u["text"] for u in users] == ["一つ目", "二つ目"]
     assert users[1]["start_s"] >= 1.5 > users[0]["start_s"]
-
-
-def test_a_resumed_conversations_recordings_play_as_one_wav(store, record):
-    """The segments' samples are served one after another under one header that counts them all."""
-    record(store, sid(1), ALICE, seconds=1.0)
-    record(store, sid(1), ALICE, seconds=2.0, segment=1)
-    found = history.find(store, sid(1))
-    parts = history.audio_parts(store, found)
-    from livetalk.ranges import StoredBody
-
-    body = StoredBody(store, parts)
-    joined = b"".join(body.iter_range(0, body.length))
-    segments = [store.read(f"{found.prefix}/audio.wav"), store.read(f"{found.prefix}/segment-1/audio.wav")]
-    with wave.open(io.BytesIO(joined)) as w:
-        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 24000, 2)
-        samples = w.readframes(w.getnframes())
-    assert samples == segments[0][44:] + segments[1][44:]
-
-
-def test_a_single_recording_is_served_as_stored(store, record):
-    """With one segment, the stored file is the body, byte for byte."""
-    record(store, sid(1), ALICE)
-    found = history.find(store, sid(1))
-    body_parts = history.audio_parts(store, found)
-    assert len(body_parts) == 1 and body_parts[0].key == f"{found.prefix}/audio.wav"
-
-
-@pytest.mark.parametrize("head", [b"", b"RIFF\0\0\0\0WAVE", b"RIFF\0\0\0\0AVI ", b"RIFF\0\0\0\0WAVEdata\4\0\0\0"])
-def test_headers_that_are_not_pcm_wav_are_refused(head):
-    """Joining refuses files it cannot read a PCM format and a data chunk from."""
-    with pytest.raises(history.NotAWav):
-        history.wav_data_span(head, 100)
 
 
 def test_deleting_removes_every_object_of_the_conversation(store, record):

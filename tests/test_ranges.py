@@ -7,7 +7,8 @@ import tracemalloc
 import pytest
 from flask import Flask
 
-from livetalk.ranges import Span, StoredBody, Unsatisfiable, range_response, requested_range
+from livetalk.ranges import StoredBody, Unsatisfiable, range_response, requested_range
+from livetalk.storage.joined import Span
 
 TOTAL = 1000
 

@@ -169,8 +169,6 @@ def test_a_real_conversation_is_measured_on_the_page(live_server, emu, open_page
     snap(page, "done-real-conversation")
 
 
-@pytest.mark.xfail(strict=True, reason="waits for GET /api/conversations/<id>/audio (the learners work): "
-                   "remove this mark once it has landed")
 def test_an_evidence_quote_plays_the_recording_from_its_moment(live_server, emu, open_page, silence):
     """Clicking a quote plays the conversation's recording from the moment it was said (±0.5 s)."""
     page = live_page(open_page, live_server.url, silence)
