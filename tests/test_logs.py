@@ -198,9 +198,9 @@ def test_secrets_from_the_environment_are_scrubbed_too(restore_logging, monkeypa
 
 
 def test_configure_logging_replaces_its_own_handler_only(restore_logging):
-    """Calling it twice leaves one JSON handler; other handlers (pytest's) stay."""
+    """Calling it twice leaves one handler of ours (JSON or text); other handlers (pytest's) stay."""
     root = logging.getLogger()
-    others = [h for h in root.handlers if not isinstance(h.formatter, logs.JsonFormatter)]
+    others = [h for h in root.handlers if not isinstance(h.formatter, (logs.JsonFormatter, logs.TextFormatter))]
     first = logs.configure_logging("INFO", stream=io.StringIO())
     second = logs.configure_logging("WARNING", stream=io.StringIO())
     assert first not in root.handlers and second in root.handlers
