@@ -220,13 +220,14 @@ class OpenAIConnection:
             await asyncio.wait_for(self._conn.close(), 2 * self._close_timeout_s)
 
     async def _take_turn(self) -> None:
-        """The user takes the turn: if the model's audio is still playing, cancel it and say so."""
+        """The user takes the turn: model audio still playing is interrupted (muted before anything else is
+        read), and a response being generated is cancelled, so the user's turn gets the next one."""
         now = self._clock()
-        if not self._state.playing(now):
-            return
-        if self._state.response_active:
+        active = self._state.response_active
+        if self._state.playing(now):
+            self._state.interrupt(now)
+        if active:
             await self._call(self._conn.response.cancel(event_id=_CANCEL_EVENT))
-        self._state.interrupt(now)
 
     async def _commit_and_respond(self, *, quiet: bool) -> None:
         self._state.appended_bytes = 0

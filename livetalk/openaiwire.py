@@ -342,10 +342,11 @@ class SessionState:
     def _done(self, role: str, event: dict, text: str | None) -> list[Event]:
         item_id = event.get("item_id")
         self.history.set_text(item_id, text or "")
+        streamed = item_id in self._streamed
+        self._streamed.discard(item_id)
         if item_id == self._muted:
             return []
-        if item_id in self._streamed:
-            self._streamed.discard(item_id)
+        if streamed:
             return [_USER_DONE if role == "user" else _MODEL_DONE]
         return [Transcription(role, text or "", True)]
 

@@ -465,6 +465,25 @@ def test_a_typed_turn_over_a_streaming_answer_cancels_it(emu):
     assert "Stop, please" in said(events[first_turn_end:], "model")
 
 
+def test_a_typed_turn_while_an_answer_is_being_prepared_replaces_it(emu):
+    """Typing after response.created but before any audio cancels that response without an Interrupted (nothing
+    was heard) and the typed turn is answered, with no 'active response' error."""
+    emu.control.reply_speed = 2.0
+
+    async def scenario() -> list[ev.Event]:
+        async with session(emu) as upstream:
+            await upstream.send_text("first")
+            for _ in ("conversation.item.added", "conversation.item.done", "response.created"):
+                assert await asyncio.wait_for(upstream.receive(), TIMEOUT_S) == []
+            await upstream.send_text("second")
+            return await until(upstream, ev.TurnComplete) + await until(upstream, ev.TurnComplete)
+
+    events = run(scenario())
+    stats = newest_session(emu)
+    assert [r["status"] for r in stats["responses"]] == ["cancelled", "completed"] and not stats["errors"]
+    assert not of(events, ev.Interrupted) and '"second"' in said(events, "model")
+
+
 # -- tool calls ---------------------------------------------------------------------------------------------
 
 
