@@ -51,6 +51,7 @@ import json
 import logging
 import ssl
 import time
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -79,7 +80,7 @@ TRANSCRIPTION_MODEL = "gpt-live-transcribe"
 CLOSE_TIMEOUT_S = 0.5  # how long we wait for OpenAI's close reply before dropping TCP
 MIN_COMMIT_MS = 100  # the service refuses to commit less audio than this
 MIN_SILENCE_MS = 200
-THRESHOLDS = {"START_SENSITIVITY_HIGH": 0.4, "START_SENSITIVITY_LOW": 0.6}
+THRESHOLDS = types.MappingProxyType({"START_SENSITIVITY_HIGH": 0.4, "START_SENSITIVITY_LOW": 0.6})
 DEFAULT_THRESHOLD = 0.5
 HIGH_END_SILENCE_FACTOR = 0.75
 ABNORMAL_CLOSURE = 1006
@@ -364,7 +365,7 @@ async def _until_configured(conn: AsyncRealtimeConnection, seeded: int) -> list[
     others: list[bytes] = []
     while not updated or waiting:
         raw = await conn.recv_bytes()
-        event = orjson.loads(raw)
+        event = _parsed(raw)
         kind = event.get("type")
         if kind == "session.updated":
             updated = True
@@ -377,6 +378,15 @@ async def _until_configured(conn: AsyncRealtimeConnection, seeded: int) -> list[
                 raise UpstreamClosed(INVALID_PAYLOAD, f"OpenAI refused the session: {error.get('code') or 'error'}")
             others.append(raw)
     return others
+
+
+def _parsed(raw: bytes) -> dict[str, Any]:
+    """A server event as a dict ({} for a frame that is not a JSON object)."""
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return event if isinstance(event, dict) else {}
 
 
 def _log_quiet_error(error: dict) -> None:
@@ -395,9 +405,8 @@ def _refused(status: int, body: bytes | None) -> UpstreamError:
 
 def _error_code(body: bytes | None) -> str | None:
     """``error.code`` (or ``error.type``) of OpenAI's JSON error body; never its message."""
-    try:
-        error = orjson.loads(body or b"").get("error") or {}
-    except (orjson.JSONDecodeError, AttributeError):
+    error = _parsed(body or b"").get("error")
+    if not isinstance(error, dict):
         return None
     code = error.get("code") or error.get("type")
     return str(code)[:60] if code else None

@@ -14,10 +14,11 @@ import typing
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pydantic
 import pytest
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
-from openai.types.realtime import realtime_audio_config_output_param
+from openai.types.realtime import ConversationItemParam, realtime_audio_config_output_param
 
 import prompts
 from livetalk import engine as ev
@@ -534,6 +535,19 @@ def test_a_handle_seeds_a_new_session_without_a_response(emu):
     assert [c["type"] for c in stats["conversation"][:3]] == ["message"] * 3
     handle_turns = decode_handle(of(events, ev.Resumption)[-1].handle)
     assert handle_turns[:4] == [*turns, ("user", "費用はどのくらいですか？")] and handle_turns[4][0] == "model"
+
+
+@pytest.mark.parametrize("role", ["user", "model"])
+def test_seed_items_are_items_the_sdk_types_allow(role):
+    """The seeded messages are GA conversation items by the SDK's own types (user input_text, assistant
+    output_text, a client id of at most 32 characters)."""
+    adapter = pydantic.TypeAdapter(ConversationItemParam)
+    item = openai_engine._seed_item(9, role, "はい")
+    assert list(adapter.validate_python(item, strict=True)["content"]) == item["content"]  # content is lazy
+    assert len(item["id"]) <= 32
+    swapped = {**item, "role": "assistant" if role == "user" else "user"}  # the other role's part type: refused
+    with pytest.raises(pydantic.ValidationError):
+        list(adapter.validate_python(swapped, strict=True)["content"])
 
 
 def test_a_handle_that_is_not_ours_is_refused_before_connecting(emu):
