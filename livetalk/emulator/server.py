@@ -1,4 +1,4 @@
-"""The emulator's one TLS port: HTTP/1.1 REST with keep-alive, the Live WebSocket and OpenAI Realtime.
+"""The emulator's one TLS port: HTTP/1.1 REST with keep-alive, the Live WebSocket, OpenAI Realtime and Responses.
 
 Each connection is read request by request (h11, see :mod:`http11`); a WebSocket
 upgrade on a Live path leaves the HTTP loop and becomes a :class:`LiveSession`, one
@@ -20,7 +20,7 @@ from livetalk.emulator.control import Control, Fault, FaultKind, Moment
 from livetalk.emulator.errors import QUOTA_MESSAGE, RestError
 from livetalk.emulator.http11 import BadRequest, HttpConnection, HttpRequest
 from livetalk.emulator.live import LiveSession
-from livetalk.emulator.openai import RealtimeEndpoint
+from livetalk.emulator.openai import RealtimeEndpoint, ResponsesApi
 from livetalk.emulator.rest import INVALID_KEY, JSON_TYPE, NO_KEY, RestApi, RestResponse
 from livetalk.emulator.websocket import WsConnection, accept, handshake
 from livetalk.emulator.wire import clip_reason
@@ -79,6 +79,7 @@ class EmulatorServer:
         self.port = port
         self._rest = RestApi(control, base_url=lambda: f"https://127.0.0.1:{self.port}", api_key=api_key)
         self._realtime = RealtimeEndpoint(control, api_key=api_key)
+        self._responses = ResponsesApi(control, api_key=api_key)
 
     async def start(self) -> int:
         """Bind and listen; return the bound port."""
@@ -134,7 +135,8 @@ class EmulatorServer:
             if request.is_websocket:
                 await self._on_websocket(request, http.upgrade_leftover(), reader, writer)
                 return
-            await _write_response(http, await self._rest.handle(request))
+            rest = self._responses if self._responses.matches(request.path) else self._rest
+            await _write_response(http, await rest.handle(request))
             if not http.reusable:
                 return
 
