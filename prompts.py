@@ -155,7 +155,7 @@ _SALES_RUBRIC_EN = (
               description="Polite, professional, confident tone throughout."),
 )
 
-SCENARIOS: tuple[Scenario, ...] = (
+_GEMINI_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         id="sales-ja",
         title="AIアシスタントの法人営業（情報システム部長）",
@@ -179,6 +179,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         tools=(SCHEDULE_MEETING,),
         grading_instruction=_INTERVIEW_EN_GRADING,
         rubric=_SALES_RUBRIC_EN,
+    ),
+)
+
+SCENARIOS: tuple[Scenario, ...] = _GEMINI_SCENARIOS + (
+    dataclasses.replace(
+        _GEMINI_SCENARIOS[0], id="sales-ja-openai", engine="openai", voice="marin",
+        title="AIアシスタントの法人営業（情報システム部長・OpenAI）",
+        description="同じ商談を OpenAI Realtime の顧客役で練習します。",
+    ),
+    dataclasses.replace(
+        _GEMINI_SCENARIOS[1], id="sales-en-openai", engine="openai", voice="cedar",
+        title="Selling an AI scheduling assistant (operations director, OpenAI)",
+        description="The same pitch, with the customer played by OpenAI Realtime.",
     ),
 )
 

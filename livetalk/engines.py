@@ -35,6 +35,7 @@ class Engines:
         self._emulator: Emulator | None = None
         self._genai: genai.Client | None = None
         self._openai: Any = None
+        self._openai_sync: Any = None
 
     def emulated(self, name: str) -> bool:
         """Whether engine ``name`` is the built-in emulator (no key for it)."""
@@ -45,7 +46,8 @@ class Engines:
         if name == "openai":
             from .openai_engine import OpenAIEngine
 
-            return OpenAIEngine(self.openai_client(), model=self.settings.openai_realtime_model)
+            return OpenAIEngine(self.openai_client(), model=self.settings.openai_realtime_model,
+                                websocket_options=self._openai_websocket_options())
         from .live import GeminiEngine
 
         return GeminiEngine(self.genai_client())
@@ -97,10 +99,31 @@ class Engines:
         if not self.settings.openai_emulated:
             # The SDK reads OPENAI_BASE_URL and SSL_CERT_FILE itself.
             return AsyncOpenAI(api_key=self.settings.openai_api_key)
-        base_url, ca_file = self._endpoint()
-        return AsyncOpenAI(api_key="emulated-no-key", base_url=f"{base_url}/v1",
-                           websocket_base_url=f"{base_url.replace('https://', 'wss://')}/v1",
-                           http_client=_trusting_http_client(ca_file))
+        base_url, _ca_file = self._endpoint()
+        return AsyncOpenAI(api_key="emulated-no-key", base_url=f"{base_url}/v1")
+
+    def _openai_websocket_options(self) -> dict[str, Any]:
+        """The emulator's certificate for the OpenAI realtime socket (the real service needs nothing)."""
+        if not self.settings.openai_emulated:
+            return {}
+        return {"ssl": ssl.create_default_context(cafile=self._endpoint()[1])}
+
+    # --- grading --------------------------------------------------------------------------
+
+    def grader_name(self) -> str:
+        """Who grades: Gemini Flash when Gemini is there (a key or the emulator), OpenAI with only its key."""
+        return "openai" if self.settings.emulated and not self.settings.openai_emulated else "gemini"
+
+    def grading_client(self) -> Any:
+        """The client the grader calls (google-genai, or a synchronous ``openai.OpenAI``)."""
+        if self.grader_name() == "gemini":
+            return self.genai_client()
+        with self._lock:
+            if self._openai_sync is None:
+                from openai import OpenAI
+
+                self._openai_sync = OpenAI(api_key=self.settings.openai_api_key)
+            return self._openai_sync
 
     # --- the emulator -----------------------------------------------------------------------
 
@@ -129,7 +152,7 @@ class Engines:
         """Stop the embedded emulator, forget the clients."""
         with self._lock:
             emu, self._emulator = self._emulator, None
-            self._genai = self._openai = None
+            self._genai = self._openai = self._openai_sync = None
         if emu is not None:
             emu.stop()
 
@@ -138,10 +161,3 @@ def missing_keys(settings: Settings) -> str:
     missing = [name for name, absent in (("GEMINI_API_KEY", settings.emulated),
                                          ("OPENAI_API_KEY", settings.openai_emulated)) if absent]
     return " and ".join(missing) + (" is" if len(missing) == 1 else " are") + " not set"
-
-
-def _trusting_http_client(ca_file: str) -> Any:
-    """An httpx client for the OpenAI SDK's REST calls that trusts the emulator's certificate."""
-    import httpx
-
-    return httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca_file))

@@ -367,7 +367,7 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
 def _grade(services, job: _Job) -> grading.Evaluation:
     """The grade; a recording the grading service cannot decode is left out (the relay's own, then graded
     from its transcript and facts) or refused (an upload: raises :class:`AudioRejected`)."""
-    grade = functools.partial(services.grader.grade, services.genai_client(), scenario=job.scenario,
+    grade = functools.partial(services.grader.grade, services.grading_client(), scenario=job.scenario,
                               turns=job.turns, facts=job.facts())
     try:
         return grade(recording=job.recording)
@@ -405,11 +405,13 @@ def _settle(writes: dict[str, Future]) -> dict[str, str | None]:
 def _store_results(services, job: _Job, evaluation: dict[str, Any], report: str) -> str | None:
     """Write evaluation.json and feedback.md; the report's URI, or None if it could not be written."""
     record = {"session_id": job.session_id, "scenario": job.scenario.id, "graded_at": _utcnow().isoformat(),
+              "grader": {"engine": services.engines.grader_name(), "model": services.grader.model},
               "evaluation": evaluation}
     storage = services.storage
     evaluation_write = services.write(storage.put, f"{job.folder}/evaluation.json",
-                               json.dumps(record, ensure_ascii=False, indent=1).encode(), "application/json")
-    report_write = services.write(storage.put, f"{job.folder}/feedback.md", report.encode(), "text/markdown; charset=utf-8")
+                                      json.dumps(record, ensure_ascii=False, indent=1).encode(), "application/json")
+    report_write = services.write(storage.put, f"{job.folder}/feedback.md", report.encode(),
+                                  "text/markdown; charset=utf-8")
     try:
         evaluation_write.result()
         return report_write.result()

@@ -167,7 +167,7 @@ def _conversation(services: Services, scenario: prompts.Scenario, mode: Mode, re
         resume_handle=resuming.handle if resuming else None,
     )
     recorder = services.new_recorder(
-        session_id, scenario.id, segment=segment, input_rate=engine.input_rate,
+        session_id, scenario.id, segment=segment, input_rate=engine.input_rate, engine=engine.name,
         started_at=dt.datetime.fromtimestamp(started_at, dt.timezone.utc), learner=learner,
     )
     policy = services.policy

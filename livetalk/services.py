@@ -62,7 +62,8 @@ class Services:
                  pump: RecordingPump | None = None) -> None:
         self.settings = settings
         self.policy = Policy.from_settings(settings)
-        self.grader = grader or Grader(model=settings.gemini_grading_model)
+        self.engines = Engines(settings)
+        self.grader = grader or _default_grader(settings, self.engines.grader_name())
         self.limit_stores = create_limit_stores(
             redis_url=settings.redis_url,
             sqlite_path=settings.instance_dir / LIMITS_FILE if settings.instance_dir else None)
@@ -80,7 +81,6 @@ class Services:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
-        self.engines = Engines(settings)
         self._storage = storage
         self._writes: ThreadPoolExecutor | None = None
 
@@ -117,6 +117,10 @@ class Services:
         """The google-genai client: the real API, or the emulator."""
         return self.engines.genai_client()
 
+    def grading_client(self) -> Any:
+        """The client :attr:`grader` calls."""
+        return self.engines.grading_client()
+
     def engine(self, name: str = "gemini") -> Engine:
         """The conversation engine a scenario names."""
         return self.engines.engine(name)
@@ -134,7 +138,8 @@ class Services:
             return self._storage
 
     def new_recorder(self, session_id: str, scenario_id: str, *, started_at: dt.datetime,
-                     segment: int = 0, input_rate: int = 16000, learner: Learner | None = None) -> Recorder:
+                     segment: int = 0, input_rate: int = 16000, engine: str = "gemini",
+                     learner: Learner | None = None) -> Recorder:
         """A recorder for one conversation (no I/O until it receives audio), filed under ``learner`` when published.
 
         ``input_rate`` is the user's audio rate (the engine's).
@@ -142,6 +147,7 @@ class Services:
         recorder = ConversationRecorder(self.storage, session_id=session_id, scenario_id=scenario_id,
                                         started_at=started_at, segment=segment, pump=self.recording_pump,
                                         checkpoint_s=self.settings.recording_checkpoint_s, input_rate=input_rate,
+                                        engine=engine,
                                         learner_id=learner.id if learner else None)
         if learner is None:
             return recorder
@@ -220,6 +226,15 @@ def _authenticator(settings: Settings, tokens: TokenSigner) -> Authenticator:
     if mode is AuthMode.IAP:
         iap = IapVerifier(audience=settings.iap_audience or "", keys_url=settings.iap_keys_url)
     return Authenticator(mode=mode, anonymous=AnonymousLearners(tokens), iap=iap)
+
+
+def _default_grader(settings: Settings, name: str) -> Grader:
+    """Gemini Flash when Gemini is there (a key or the emulator); OpenAI when only its key is set."""
+    if name == "openai":
+        from .grading_openai import OpenAIGrader
+
+        return OpenAIGrader(model=settings.openai_grading_model)
+    return Grader(model=settings.gemini_grading_model)
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

@@ -55,6 +55,7 @@ def init_app(app: Flask, services: Services) -> None:
             "status": "draining" if draining else "ok",
             "version": services.settings.version or __version__,
             "gemini": "emulated" if services.emulated else "live",
+            "openai": "emulated" if services.settings.openai_emulated else "live",  # extension
             "storage": services.settings.storage_kind,
             "sessions": len(services.sessions),
         }

@@ -80,6 +80,7 @@ class ConversationRecorder:
             own, owned by :class:`~livetalk.services.Services`).
         queue_budget_bytes: events waiting for the pump beyond this are dropped (and counted).
         input_rate: the user audio's sample rate in Hz (16000, or 24000 for an engine that takes that).
+        engine: the name of the engine the conversation runs on, kept in ``meta.json``.
         checkpoint_s: seconds of conversation between checkpoints (the audio, transcript and ``meta.json``
             so far, readable in storage, marked ``"complete": false``).
         learner_id: who opened the conversation (see :mod:`livetalk.identity`), kept in ``meta.json`` and
@@ -103,6 +104,7 @@ class ConversationRecorder:
         queue_budget_bytes: int = QUEUE_BUDGET_BYTES,
         checkpoint_s: float = CHECKPOINT_S,
         input_rate: int = INPUT_RATE,
+        engine: str = "gemini",
         learner_id: str | None = None,
         recording_started_at: dt.datetime | None = None,
     ) -> None:
@@ -121,6 +123,7 @@ class ConversationRecorder:
         self._budget = queue_budget_bytes
         self.checkpoint_s = checkpoint_s
         self.input_rate = input_rate
+        self.engine = engine
         # Appended by the relay loop, popped by whoever holds _lock (the pump or finalize).
         self._events: deque[tuple[str, float, Any, int]] = deque()  # kind, time, payload, charge
         self._queued = 0  # bytes ever queued (written by the relay loop only)
@@ -425,6 +428,7 @@ class _RecordingWorker:
         return {
             "session_id": rec.session_id,
             "scenario_id": rec.scenario_id,
+            "engine": rec.engine,
             "learner_id": rec.learner_id,
             "conversation_started_at": rec.started_at.isoformat(),
             "started_at": rec.recording_started_at.isoformat(),  # this recording's (a continuation's own)
