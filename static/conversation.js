@@ -52,6 +52,7 @@ export class Conversation {
     this.connectParams = null;
     this.endedWaiter = null;
     this.totals = { capturedMs: 0, playedMs: 0, flushedMs: 0, interruptions: 0 };
+    this.turnStartPlayedMs = 0; // the player's playedMs when the current model turn began
     this.lastFlush = { lastFlushMs: null, lastFlushAckMs: null, queuedAtLastFlushMs: null };
     this.emulated = false;
     this._bindSocket();
@@ -106,6 +107,7 @@ export class Conversation {
   async _startAudio() {
     // Create the player inside the click so the browser lets it make sound.
     this.player = this.createPlayer();
+    this.turnStartPlayedMs = 0;
     const playerReady = this.player.start();
     this.recorder = this.createRecorder();
     this.recorder.addEventListener("frame", (event) => this._onMicFrame(event.detail));
@@ -149,7 +151,7 @@ export class Conversation {
       ready: (m) => this._onReady(m),
       transcript: (m) => this._show(this.transcript.onTranscript(m.role, String(m.text ?? ""), Boolean(m.final))),
       chunk: (m) => this._show(this.transcript.onChunk(String(m.text ?? ""))),
-      complete: (m) => this._show(this.transcript.onComplete(String(m.full_text ?? ""))),
+      complete: (m) => this._onComplete(m),
       interrupted: () => this._onInterrupted(),
       resumable: (m) => (this.resumeTicket = m.resume || this.resumeTicket),
       reconnecting: () => this._dispatch(Event.UPSTREAM_LOST),
@@ -171,14 +173,27 @@ export class Conversation {
 
   _onReady(message) {
     this.sessionId = message.session_id || this.sessionId;
+    // The engine decides the microphone's rate (e.g. 24 kHz for OpenAI): capture at what `ready` says.
+    if (this.recorder && message.input_rate) this.recorder.setRate(Number(message.input_rate));
     if (message.resume) this.resumeTicket = message.resume;
     this.setEmulated(Boolean(message.emulated));
     this.reconnectAttempt = 0;
     this._dispatch(Event.READY);
   }
 
+  _onComplete(message) {
+    if (this.player) this.turnStartPlayedMs = this.player.playedMs + this.player.queuedMs;
+    this._show(this.transcript.onComplete(String(message.full_text ?? "")));
+  }
+
   _onInterrupted() {
-    if (this.player) this.player.flush();
+    if (this.player) {
+      this.player.flush();
+      // What the user heard of this turn, so an engine that remembers the whole answer forgets the rest.
+      const played = Math.max(0, Math.round(this.player.playedMs - this.turnStartPlayedMs));
+      this.socket.sendJson({ type: "playback", played_ms: played });
+      this.turnStartPlayedMs = this.player.playedMs;
+    }
     this.totals.interruptions += 1;
     this._show(this.transcript.onInterrupted());
   }

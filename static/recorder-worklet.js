@@ -1,5 +1,5 @@
 // AudioWorklet side of the microphone capture: mono input at the context's rate in,
-// 16 kHz PCM16 frames out (posted to the main thread, buffers transferred).
+// PCM16 frames out at the relay's input rate (16 kHz until told otherwise), posted to the main thread.
 import { FrameAssembler, Resampler, floatToInt16, rms } from "./pcm.js";
 
 class CaptureProcessor extends AudioWorkletProcessor {
@@ -7,12 +7,19 @@ class CaptureProcessor extends AudioWorkletProcessor {
     super();
     const { targetRate = 16000, frameMs = 20 } = options.processorOptions || {};
     this.frameMs = frameMs;
-    this.resampler = new Resampler(sampleRate, targetRate);
-    this.frames = new FrameAssembler(Math.round((targetRate * frameMs) / 1000));
+    this._target(targetRate);
     this.running = true;
     this.port.onmessage = (event) => {
-      if (event.data && event.data.type === "stop") this._stop();
+      const message = event.data || {};
+      if (message.type === "stop") this._stop();
+      else if (message.type === "rate") this._target(message.rate);
     };
+  }
+
+  // Frames at `rate` from now on (the relay's `ready.input_rate`; what is buffered at the old rate is dropped).
+  _target(rate) {
+    this.resampler = new Resampler(sampleRate, rate);
+    this.frames = new FrameAssembler(Math.round((rate * this.frameMs) / 1000));
   }
 
   process(inputs) {

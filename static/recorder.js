@@ -28,6 +28,14 @@ export class Recorder extends EventTarget {
     this.capturedMs = 0;
     this.level = 0;
     this.stopped = false;
+    this.rate = INPUT_RATE_HZ;
+  }
+
+  /** Capture at `rate` Hz from now on: the relay's `ready.input_rate` (it differs per engine). */
+  setRate(rate) {
+    if (!Number.isFinite(rate) || rate <= 0 || rate === this.rate) return;
+    this.rate = rate;
+    if (this.node) this.node.port.postMessage({ type: "rate", rate });
   }
 
   /** Ask for the microphone and start capturing. Rejects with MicrophoneError. */
@@ -63,7 +71,7 @@ export class Recorder extends EventTarget {
       channelCount: 1,
       channelCountMode: "explicit",
       channelInterpretation: "speakers",
-      processorOptions: { targetRate: INPUT_RATE_HZ, frameMs: FRAME_MS },
+      processorOptions: { targetRate: this.rate, frameMs: FRAME_MS },
     });
     this.node.port.onmessage = (event) => this._onMessage(event.data);
     source.connect(this.node);

@@ -160,6 +160,10 @@ class FakeDevice extends EventTarget {
 
   flush() {}
   push() {}
+
+  setRate(rate) {
+    this.rate = rate;
+  }
 }
 
 function setUp({ mode = "text" } = {}) {
@@ -410,4 +414,34 @@ test("stats() has every field of the page contract", async () => {
   }
   assert.equal(stats.state, "live");
   assert.equal(stats.sessionId, "s-1");
+});
+
+test("the microphone captures at the rate ready announces", async () => {
+  const setup = setUp({ mode: "voice" });
+  setup.conversation.start();
+  await settle();
+  for (const device of setup.devices) device.allow();
+  await settle();
+  setup.socket.attempts[0].open();
+  setup.socket.emit("ready", { session_id: "s-1", input_rate: 24000, output_rate: 24000 });
+  await settle();
+  const recorder = setup.devices[1];
+  assert.equal(recorder.rate, 24000);
+});
+
+test("after a barge-in the page reports how much of the turn it played", async () => {
+  const setup = setUp({ mode: "voice" });
+  setup.conversation.start();
+  await settle();
+  for (const device of setup.devices) device.allow();
+  await settle();
+  setup.socket.attempts[0].open();
+  setup.socket.emit("ready", { session_id: "s-1" });
+  await settle();
+  const player = setup.devices[0];
+  player.playedMs = 1200; // the first turn played whole
+  setup.socket.emit("complete", { full_text: "First.", turn: 1 });
+  player.playedMs = 1650; // 450 ms of the second turn heard, then the user speaks
+  setup.socket.emit("interrupted");
+  assert.deepEqual(setup.socket.sent.filter((m) => m.type === "playback"), [{ type: "playback", played_ms: 450 }]);
 });
