@@ -8,6 +8,7 @@ conversations and the growth from the first checkpoint to the last (target: at m
 100 and 1,000 conversations).
 
     python bench/bench_memory.py --conversations 1000 --parallel 20
+    python bench/bench_memory.py --checkout ../older-checkout     # the same load on another version
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.benchkit import children, rss_bytes, start_emulator, start_server, stop  # noqa: E402
+from bench.benchkit import rss_bytes, start_emulator, start_server, stop, workers as worker_pids  # noqa: E402
 
 FRAME_MS = 20
 RATE = 16000
@@ -94,11 +95,13 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=100, help="report RSS after this many conversations")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
     parser.add_argument("--port", type=int, default=18081)
+    parser.add_argument("--checkout", type=Path, default=ROOT,
+                        help="the checkout whose server to measure (another one compares versions)")
     args = parser.parse_args()
     emu, base_url, ca_file = start_emulator("converse")
-    server = start_server(args.port, base_url, ca_file, args.workers)
+    server = start_server(args.port, base_url, ca_file, args.workers, cwd=args.checkout)
     try:
-        workers = children(server.pid)
+        workers = worker_pids(server.pid)
         print(f"memory benchmark: {args.conversations} conversations, {args.parallel} at a time, "
               f"{args.audio_s:g} s of audio each, {len(workers)} workers, recording on")
         print("idle: " + "  ".join(f"worker {k}: {rss_bytes([p]) / 2**20:7.1f} MiB" for k, p in enumerate(workers)))

@@ -90,6 +90,12 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def workers(pid: int) -> list[int]:
+    """The gunicorn workers of master ``pid`` (not the emulator a demo-mode instance may have started)."""
+    return [child for child in children(pid)
+            if b"livetalk.emulator" not in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its children (gunicorn master and workers)."""
     return [pid, *children(pid)]
