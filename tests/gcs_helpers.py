@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import stop_process
+
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 
@@ -86,14 +88,7 @@ class FakeGcsServer:
     def stop(self) -> None:
         """Stop the server (its in-memory objects are gone)."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, STOP_TIMEOUT_S)
 
     def client(self):
         """A real ``google.cloud.storage.Client`` aimed at this server, without credentials."""

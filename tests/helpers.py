@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import subprocess
 import time
 
 # One scalable timeout unit for every wait in the suite (raise it on a slow machine).
@@ -38,3 +39,15 @@ def frames(pcm: bytes, frame_ms: int = 20, rate: int = 16000) -> list[bytes]:
     """Split PCM16 into frames of ``frame_ms``."""
     size = rate * frame_ms // 1000 * 2
     return [pcm[i:i + size] for i in range(0, len(pcm), size)]
+
+
+def stop_process(process: subprocess.Popen | None, timeout_s: float = 5.0) -> None:
+    """SIGTERM ``process`` and wait for it; SIGKILL it if it has not exited within ``timeout_s``."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import stop_process
+
 from tests.gcs_helpers import _free_port as free_port  # noqa: F401  (re-exported)
 
 START_TIMEOUT_S = 10.0
@@ -89,14 +91,7 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server (its data is gone)."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, STOP_TIMEOUT_S)
 
     def client(self):
         """A plain ``redis.Redis`` client of this server, to look at what the store wrote."""
