@@ -55,6 +55,7 @@ from .conversation_log import LogError, is_json_log, log_language, parse_log
 from .evidence import Line, evidence_refs
 from .grading import AudioRejected, GradingFailed, Recording, Turn
 from .realtime import request_ip
+from .report import evaluation_json, render_markdown
 from .recording import check_session_id, conversation_prefix
 from .recording.readback import RecordedConversation, read_conversation
 from .storage import StorageError
@@ -356,8 +357,8 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
                             session_id=job.session_id, stored=stored)
     measured = {"metrics": job.metrics, "outcome": job.outcome,
                 "evidence_refs": evidence_refs(evaluation.criteria, job.lines)}
-    report = grading.render_markdown(evaluation, job.scenario, metrics=job.metrics, outcome=job.outcome)
-    result = grading.evaluation_json(evaluation, **measured)
+    report = render_markdown(evaluation, job.scenario, metrics=job.metrics, outcome=job.outcome)
+    result = evaluation_json(evaluation, **measured)
     stored["feedback"] = _store_results(services, job, result, report)
     if job.owner is not None:
         _file_grade(services, job, result)

@@ -9,8 +9,8 @@ import pytest
 
 import prompts
 from livetalk import grading
-from livetalk.grading import (AudioRejected, Evaluation, GradingFailed, Recording, Turn, evaluation_json,
-                              render_markdown, system_instruction, validate)
+from livetalk.grading import AudioRejected, Evaluation, GradingFailed, Recording, Turn, system_instruction, validate
+from livetalk.report import evaluation_json, render_markdown
 from livetalk.services import Services
 from livetalk.wav import wav_header
 
