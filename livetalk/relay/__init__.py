@@ -1,8 +1,9 @@
 """The relay: one conversation between a browser socket and an engine's upstream session, on the relay loop.
 
 Modules: ``conversation`` (the lifecycle, both directions, limits), ``upstream`` (the engine side: sending,
-receiving, replacing a dropped, closing or stalled session without losing audio), ``turns`` (noticing the
-user's turns from their audio), ``parts`` (the policy, stats, recorder and observer interfaces).
+receiving, replacing a dropped, closing or stalled session without losing audio), ``transcripts`` (each
+side's words as the client sees them), ``tools`` (function calls answered, outcomes recorded), ``turns``
+(noticing the user's turns from their audio), ``parts`` (the policy, stats, recorder and observer interfaces).
 """
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ upstream: close frame, dropped after 0.5 s).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import logging
 import time
@@ -30,6 +29,8 @@ from ..protocol import Close, ErrorCode, Mode
 from ..signing import ResumeState, TokenSigner
 from ..wsio import BrowserSocket
 from .parts import NullObserver, NullRecorder, Observer, Policy, Recorder, Stats
+from .tools import ToolDesk
+from .transcripts import Transcripts
 from .turns import TurnTracker
 from .upstream import UpstreamLink
 
@@ -44,14 +45,6 @@ class Phase(enum.Enum):
     RECONNECTING = "reconnecting"
     ENDING = "ending"
     CLOSED = "closed"
-
-
-@dataclasses.dataclass
-class Utterance:
-    """The current utterance of one side, as the client has seen it so far."""
-
-    text: str = ""
-    open: bool = False
 
 
 class Conversation:
@@ -92,9 +85,7 @@ class Conversation:
         self._browser: BrowserSocket | None = None
         self._done = asyncio.Event()
         self._ticker_task: asyncio.Task | None = None
-        self._user = Utterance()
-        self._model = Utterance()
-        self._turn_text = ""  # the model's whole turn so far, for `complete`
+        self._words = Transcripts(mode, self._recorder, lambda text: self._browser.send_text(text))
         self._turn_audio_bytes = 0  # model audio of this turn sent to the browser
         self._playback_due: asyncio.TimerHandle | None = None  # waiting for the page's `playback` report
         self._last_client_frame = time.monotonic()
@@ -116,12 +107,13 @@ class Conversation:
             ev.Usage: self._on_usage,
             ev.Resumption: self._on_resumption,
             ev.GoAway: self._on_nothing,  # the link hands over by itself
-            ev.ToolCall: self._on_tool_call,
-            ev.ToolCallCancellation: self._on_tool_call_cancellation,
+            ev.ToolCall: self._desk_call,
+            ev.ToolCallCancellation: self._desk_cancel,
             ev.ServerError: self._on_server_error,
         }
-        self._tools = {tool.name: tool for tool in setup.tools}
-        self._outcomes: dict[str, str] = {}  # call id -> the outcome it recorded
+        self._desk = ToolDesk(setup.tools, answer=lambda result: self._link.send("tool_result", result),
+                              recorder=self._recorder, tell=lambda text: self._browser.send_text(text),
+                              session_id=session_id)
 
     @property
     def setup(self) -> LiveSetup:
@@ -234,7 +226,7 @@ class Conversation:
         _CLIENT_HANDLERS[type(msg)](self, msg)
 
     def _on_text(self, msg: wire.TextTurn) -> None:
-        self._close_utterance("model")
+        self._words.close("model")
         self._recorder.transcript("user", msg.text, True)
         self._link.send("text", msg.text)
         self._link.user_turn_ended()
@@ -287,8 +279,7 @@ class Conversation:
     def _on_model_audio(self, event: ev.ModelAudio) -> None:
         if self.stats.first_audio_s is None:
             self.stats.first_audio_s = time.monotonic() - self.stats.started
-        self._close_utterance("user")
-        self._model.open = True
+        self._words.model_speaking()
         self.stats.bytes_down += len(event.pcm)
         self._turn_audio_bytes += len(event.pcm)
         self._recorder.model_audio(event.pcm)
@@ -299,36 +290,14 @@ class Conversation:
         self._on_transcription(ev.Transcription("model", event.text, False))
 
     def _on_transcription(self, event: ev.Transcription) -> None:
-        if event.role == "model":
-            self._close_utterance("user")
-            self._turn_text += event.text
-            if self.mode is Mode.TEXT and event.text:
-                self._browser.send_text(wire.chunk(event.text))
-        utterance = self._user if event.role == "user" else self._model
-        utterance.text += event.text
-        utterance.open = True
-        self._recorder.transcript(event.role, event.text, False)
-        if event.finished:
-            self._close_utterance(event.role)
-        elif event.text and (self.mode is Mode.VOICE or event.role == "user"):
-            self._browser.send_text(wire.transcript(event.role, utterance.text, False))
-
-    def _close_utterance(self, role: str) -> None:
-        utterance = self._user if role == "user" else self._model
-        if not utterance.open:
-            return
-        utterance.open = False
-        self._recorder.transcript(role, "", True)
-        if utterance.text and (self.mode is Mode.VOICE or role == "user"):
-            self._browser.send_text(wire.transcript(role, utterance.text, True))
-        utterance.text = ""
+        self._words.add(event.role, event.text, event.finished)
 
     def _on_interrupted(self, _event: ev.Interrupted) -> None:
         self.stats.interruptions += 1
         self._recorder.interrupted()
         self._browser.send_text(wire.INTERRUPTED)
-        self._close_utterance("model")
-        self._turn_text = ""
+        self._words.close("model")
+        self._words.take_turn()
         # Until the page reports what it played, what was sent is the best estimate of what was heard.
         sent_ms = self._turn_audio_bytes * 1000 // (2 * self._engine.output_rate)
         if self._playback_due is not None:
@@ -344,11 +313,9 @@ class Conversation:
     def _on_turn_complete(self, event: ev.TurnComplete) -> None:
         self.stats.turns += 1
         self._add_usage(event.usage)
-        self._close_utterance("user")
-        self._close_utterance("model")
+        self._words.close_both()
         self._recorder.turn_complete()
-        self._browser.send_text(wire.complete(self._turn_text, self.stats.turns))
-        self._turn_text = ""
+        self._browser.send_text(wire.complete(self._words.take_turn(), self.stats.turns))
         self._turn_audio_bytes = 0
 
     def _on_usage(self, event: ev.Usage) -> None:
@@ -375,26 +342,11 @@ class Conversation:
         )
         return self._tokens.mint_resume(state, now=time.time())
 
-    def _on_tool_call(self, event: ev.ToolCall) -> None:
-        for call in event.calls:
-            tool = self._tools.get(call.name)
-            if tool is None:  # only declared functions are ever answered with success
-                self._link.send("tool_result", (call.id, call.name, {"error": f"unknown function {call.name}"}))
-                continue
-            if tool.outcome:
-                details = {key: value for key, value in call.args.items() if isinstance(value, (str, int, float))}
-                self._outcomes[call.id] = tool.outcome
-                self._recorder.outcome(tool.outcome, details)
-                self._browser.send_text(wire.outcome(tool.outcome, details))
-                log.info("outcome reached: %s", tool.outcome, extra={"fields": {"session_id": self.session_id}})
-            self._link.send("tool_result", (call.id, call.name, {"result": "ok"}))
+    def _desk_call(self, event: ev.ToolCall) -> None:
+        self._desk.on_call(event)
 
-    def _on_tool_call_cancellation(self, event: ev.ToolCallCancellation) -> None:
-        for call_id in event.ids:
-            name = self._outcomes.pop(call_id, None)
-            if name is not None:
-                self._recorder.outcome_cancelled(name)
-                self._browser.send_text(wire.outcome(name, {}, cancelled=True))
+    def _desk_cancel(self, event: ev.ToolCallCancellation) -> None:
+        self._desk.on_cancel(event)
 
     def _on_server_error(self, event: ev.ServerError) -> None:
         self.stats.upstream_errors += 1
@@ -451,8 +403,7 @@ class Conversation:
         if self._playback_due is not None:
             self._playback_due.cancel()
         closing = asyncio.ensure_future(self._link.close())
-        self._close_utterance("user")
-        self._close_utterance("model")
+        self._words.close_both()
         self.recording_uri = await self._finalize_recording()
         if self.end_reason == "end":
             self._browser.send_text(wire.ended(self.session_id, self.recording_uri))
@@ -479,25 +430,9 @@ class Conversation:
             self._browser.send_text(wire.error(code, message, fatal=fatal))
 
     def _log_summary(self) -> None:
-        s = self.stats
         log.info("conversation ended", extra={"fields": {
-            "session_id": self.session_id,
-            "scenario": self.scenario_id,
-            "mode": self.mode.value,
-            "engine": self._engine.name,
-            "end_reason": self.end_reason,
-            "duration_s": round(s.duration_s, 3),
-            "first_audio_s": None if s.first_audio_s is None else round(s.first_audio_s, 3),
-            "turns": s.turns,
-            "interruptions": s.interruptions,
-            "upstream_errors": s.upstream_errors,
-            "reconnects": s.reconnects,
-            "reconnect_reasons": dict(s.reconnect_reasons) or None,
-            "bytes_up": s.bytes_up,
-            "bytes_down": s.bytes_down,
-            "bad_frames": s.bad_frames,
-            "audio_frames_dropped": s.audio_frames_dropped,
-            "tokens": s.tokens,
+            "session_id": self.session_id, "scenario": self.scenario_id, "mode": self.mode.value,
+            "engine": self._engine.name, "end_reason": self.end_reason, **self.stats.summary(),
             "recording": self.recording_uri,
         }})
 

@@ -72,6 +72,17 @@ class Stats:
         """Seconds since the conversation started (the relay's own clock)."""
         return time.monotonic() - self.started
 
+    def summary(self) -> dict[str, Any]:
+        """The figures of the conversation's summary log line (times in seconds)."""
+        return {
+            "duration_s": round(self.duration_s, 3),
+            "first_audio_s": None if self.first_audio_s is None else round(self.first_audio_s, 3),
+            "turns": self.turns, "interruptions": self.interruptions, "upstream_errors": self.upstream_errors,
+            "reconnects": self.reconnects, "reconnect_reasons": dict(self.reconnect_reasons) or None,
+            "bytes_up": self.bytes_up, "bytes_down": self.bytes_down, "bad_frames": self.bad_frames,
+            "audio_frames_dropped": self.audio_frames_dropped, "tokens": self.tokens,
+        }
+
 
 class Recorder(Protocol):
     """What the relay tells the recording (see :mod:`livetalk.recording`). Never blocks."""
