@@ -6,6 +6,8 @@ Modules, in the order the data flows:
     :class:`ConversationRecorder`, what the relay calls (non-blocking) and what publishes the files.
 ``pump``
     :class:`RecordingPump`, one thread per process that processes every recorder's queued events.
+``worker``
+    A recorder's pump-side half: events → timeline, transcript lines, activity, checkpoints.
 ``timeline``
     Pure: both sides' audio placed on one 24 kHz clock and handed out in final blocks.
 ``sink``
