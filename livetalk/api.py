@@ -29,6 +29,7 @@ from .learners import DEFAULT_PAGE, MAX_PAGE, Search, public_entry
 from .ranges import StoredBody, range_response
 from .recording.readback import read_conversation
 from .recording import check_session_id
+from .refusals import ClientRefusal, answer
 from .storage import StorageError
 
 if TYPE_CHECKING:
@@ -37,30 +38,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("livetalk.api")
 
 api_bp = Blueprint("api", __name__, url_prefix="/api")
+api_bp.register_error_handler(ClientRefusal, answer)
 
 MAX_FILTER_CHARS = 200
 
 
-class ApiError(Exception):
-    """A client-facing refusal: HTTP status, error code, message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _not_found() -> ApiError:
-    return ApiError(404, "not_found", "no such conversation")
-
-
-@api_bp.errorhandler(ApiError)
-def _refused(exc: ApiError):
-    return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
+def _not_found() -> ClientRefusal:
+    return ClientRefusal(404, "not_found", "no such conversation")
 
 
 @api_bp.errorhandler(StorageError)
 def _storage_down(_exc: StorageError):
-    return _refused(ApiError(503, "storage_unavailable", "conversation storage is unavailable; try again shortly"))
+    return answer(ClientRefusal(503, "storage_unavailable", "conversation storage is unavailable; try again shortly"))
 
 
 @api_bp.after_request
@@ -119,7 +108,7 @@ def audio(session_id: str):
     recorded = read_conversation(storage, session_id)
     pieces = recorded.audio_pieces(storage) if recorded is not None else None
     if pieces is None:
-        raise ApiError(404, "no_recording", "this conversation has no playable recording")
+        raise ClientRefusal(404, "no_recording", "this conversation has no playable recording")
     return range_response(StoredBody(storage, pieces), range_header=request.headers.get("Range"),
                           if_range=request.headers.get("If-Range"), mimetype="audio/wav")
 
@@ -138,7 +127,7 @@ def delete(session_id: str):
 @api_bp.get("/admin/conversations")
 def all_conversations():
     if not is_admin_request():
-        raise ApiError(404, "not_found", "no such route")
+        raise ClientRefusal(404, "not_found", "no such route")
     query = Search(scenario=_text("scenario"), since=_day("since"), until=_day("until"),
                    learner=(_text("learner") or "").lower() or None,
                    min_score=_score("min_score"), max_score=_score("max_score"))
@@ -173,7 +162,7 @@ def _limit() -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {MAX_PAGE}")
+        raise ClientRefusal(400, "bad_request", f"limit must be a whole number from 1 to {MAX_PAGE}")
     return int(raw)
 
 
@@ -184,13 +173,13 @@ def _cursor() -> str | None:
     try:
         return check_session_id(raw)
     except ValueError:
-        raise ApiError(400, "bad_request", "cursor must be the `next` value of an earlier page") from None
+        raise ClientRefusal(400, "bad_request", "cursor must be the `next` value of an earlier page") from None
 
 
 def _text(name: str) -> str | None:
     raw = (request.args.get(name) or "").strip()
     if len(raw) > MAX_FILTER_CHARS:
-        raise ApiError(400, "bad_request", f"{name} is over {MAX_FILTER_CHARS} characters")
+        raise ClientRefusal(400, "bad_request", f"{name} is over {MAX_FILTER_CHARS} characters")
     return raw or None
 
 
@@ -201,7 +190,7 @@ def _day(name: str) -> str | None:
     try:
         return dt.date.fromisoformat(raw).strftime("%Y%m%d")
     except ValueError:
-        raise ApiError(400, "bad_request", f"{name} must be a date like 2025-01-31") from None
+        raise ClientRefusal(400, "bad_request", f"{name} must be a date like 2025-01-31") from None
 
 
 def _score(name: str) -> float | None:
@@ -213,7 +202,7 @@ def _score(name: str) -> float | None:
     except ValueError:
         value = -1.0
     if not 0 <= value <= 100:
-        raise ApiError(400, "bad_request", f"{name} must be a number from 0 to 100")
+        raise ClientRefusal(400, "bad_request", f"{name} must be a number from 0 to 100")
     return value
 
 

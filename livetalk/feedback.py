@@ -25,9 +25,7 @@ and measured from the activity its recorder stored; an upload from its stereo WA
 log (:func:`~livetalk.analytics.measure_upload`). The grader gets the metrics and the outcome
 as facts; each evidence quote is matched to the transcript line it comes from.
 
-Exceptions::
-
-    FeedbackError     a client-facing refusal: HTTP status, error code, message
+Refusals are raised as :class:`~livetalk.refusals.ClientRefusal` and answered app-wide.
 """
 from __future__ import annotations
 
@@ -55,6 +53,7 @@ from .conversation_log import LogError, is_json_log, log_language, parse_log
 from .evidence import Line, evidence_refs
 from .grading import AudioRejected, GradingFailed, Recording, Turn
 from .realtime import request_ip
+from .refusals import ClientRefusal, answer
 from .report import evaluation_json, render_markdown
 from .recording import check_session_id, conversation_prefix
 from .recording.readback import RecordedConversation, read_conversation
@@ -72,14 +71,7 @@ RESUMED_NOTE = "The connection was resumed {n} time(s) during the conversation; 
 GRADING_GAP_S = 1.0  # the grader hears a reconnection as at most this much silence
 
 feedback_bp = Blueprint("feedback", __name__)
-
-
-class FeedbackError(Exception):
-    """A refusal with its HTTP status, error code and client-facing message."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
+feedback_bp.register_error_handler(ClientRefusal, answer)
 
 
 # --- the route ---------------------------------------------------------------------------------
@@ -94,38 +86,30 @@ def feedback():
         return _from_session(services)
     if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return _from_upload(services)
-    raise FeedbackError(415, "unsupported_media_type",
+    raise ClientRefusal(415, "unsupported_media_type",
                         "send multipart/form-data (log, audio) or application/json {\"session_id\": ...}")
-
-
-@feedback_bp.errorhandler(FeedbackError)
-def _refused(exc: FeedbackError):
-    response = jsonify({"error": {"code": exc.code, "message": exc.message}, **exc.extra})
-    if exc.status == 429:
-        response.headers["Retry-After"] = str(exc.extra.get("retry_after", 60))
-    return response, exc.status
 
 
 @feedback_bp.errorhandler(RequestEntityTooLarge)
 def _too_large(_exc):
-    return _refused(FeedbackError(413, "too_large", "the request or one of its fields is over the size limit"))
+    return answer(ClientRefusal(413, "too_large", "the request or one of its fields is over the size limit"))
 
 
 def _admit(services) -> None:
     settings = services.settings
     if services.draining.is_set():
-        raise FeedbackError(503, "draining", "the server is shutting down; try again shortly")
+        raise ClientRefusal(503, "draining", "the server is shutting down; try again shortly")
     _check_rate(services)
     request.max_content_length = settings.max_request_bytes
     request.max_form_memory_size = MAX_LOG_BYTES + 1024
     if (request.content_length or 0) > settings.max_request_bytes:
-        raise FeedbackError(413, "too_large", f"the request is over {settings.max_request_bytes} bytes")
+        raise ClientRefusal(413, "too_large", f"the request is over {settings.max_request_bytes} bytes")
 
 
 def _check_rate(services) -> None:
     decision = services.admission.allow_feedback(request_ip(services))
     if not decision.allowed:
-        raise FeedbackError(429, "rate_limited", "too many feedback requests; wait a minute",
+        raise ClientRefusal(429, "rate_limited", "too many feedback requests; wait a minute",
                             retry_after=max(decision.retry_after_whole_s, 1))
 
 
@@ -140,7 +124,7 @@ def _from_upload(services):
     try:
         turns = parse_log(raw_log.decode("utf-8-sig"))
     except LogError as exc:
-        raise FeedbackError(400, "invalid_log", str(exc)) from None
+        raise ClientRefusal(400, "invalid_log", str(exc)) from None
     scenario = named or prompts.scenario_for_language(log_language(turns))
     audio = _read_audio(files.get("audio"), services.grader.inline_audio_max_bytes)
     metrics = _upload_metrics(turns, audio, scenario)
@@ -172,7 +156,7 @@ def _upload_metrics(turns: list[Turn], audio: tuple[AudioType, bytes | BinaryIO]
     try:
         return dict(measure_upload([Utterance(t.role, t.text) for t in turns], data, language=scenario.language))
     except CorruptWav as exc:
-        raise FeedbackError(415, "unsupported_audio", f"the audio could not be read: {exc}") from None
+        raise ClientRefusal(415, "unsupported_audio", f"the audio could not be read: {exc}") from None
     except Exception:  # measuring is a bonus: the grade goes on without it
         log.exception("could not measure an upload")
         return None
@@ -188,15 +172,15 @@ def _read_log(field: str | None, part: FileStorage | None) -> tuple[bytes, str]:
     elif field is not None:
         raw = field.encode()
     else:
-        raise FeedbackError(400, "missing_log", "the log field is required (or send JSON with session_id)")
+        raise ClientRefusal(400, "missing_log", "the log field is required (or send JSON with session_id)")
     if len(raw) > MAX_LOG_BYTES:
-        raise FeedbackError(413, "too_large", f"log is over {MAX_LOG_BYTES} bytes")
+        raise ClientRefusal(413, "too_large", f"log is over {MAX_LOG_BYTES} bytes")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise FeedbackError(400, "invalid_log", "log must be UTF-8 text") from None
+        raise ClientRefusal(400, "invalid_log", "log must be UTF-8 text") from None
     if not text.strip():
-        raise FeedbackError(400, "invalid_log", "log is empty")
+        raise ClientRefusal(400, "invalid_log", "log is empty")
     return raw, "json" if is_json_log(text) else "txt"
 
 
@@ -209,11 +193,11 @@ def _read_audio(part: FileStorage | None, inline_max_bytes: int) -> tuple[AudioT
     if size == 0:
         if not part.filename:  # a form's file input left empty
             return None
-        raise FeedbackError(400, "invalid_audio", "audio is empty")
+        raise ClientRefusal(400, "invalid_audio", "audio is empty")
     kind = sniff_audio(stream.read(SNIFF_BYTES))
     stream.seek(0)
     if kind is None:
-        raise FeedbackError(415, "unsupported_audio", "audio must be WAV, WebM/Opus, OGG, MP3 or FLAC")
+        raise ClientRefusal(415, "unsupported_audio", "audio must be WAV, WebM/Opus, OGG, MP3 or FLAC")
     if size <= inline_max_bytes:
         return kind, stream.read()
     return kind, stream
@@ -247,22 +231,22 @@ def _upload_recording(kind: AudioType, data: bytes | BinaryIO, storage, key: str
 
 def _from_session(services):
     if (request.content_length or 0) > MAX_JSON_BODY_BYTES:
-        raise FeedbackError(413, "too_large", f"the JSON body is over {MAX_JSON_BODY_BYTES} bytes")
+        raise ClientRefusal(413, "too_large", f"the JSON body is over {MAX_JSON_BODY_BYTES} bytes")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise FeedbackError(400, "invalid_json", 'the body must be a JSON object like {"session_id": "..."}')
+        raise ClientRefusal(400, "invalid_json", 'the body must be a JSON object like {"session_id": "..."}')
     session_id = _session_id(body.get("session_id"), required=True)
     storage = services.storage
     conversation = _storage_call(read_conversation, storage, session_id)
     owner = conversation.index.get("learner_id") if conversation is not None else None
     mine = owner is None or owner == current_learner().id  # None: recorded before learners existed
     if conversation is None or not conversation.segments or not mine:
-        raise FeedbackError(404, "unknown_session", f"no recorded conversation has session_id {session_id!r}")
+        raise ClientRefusal(404, "unknown_session", f"no recorded conversation has session_id {session_id!r}")
     scenario = _scenario(conversation.scenario_id, fallback=True)  # the recording's own, never the client's
     lines = conversation.lines()
     recording = _storage_call(_recorded_audio, storage, conversation)
     if not lines and recording is None:
-        raise FeedbackError(400, "empty_conversation", "the recorded conversation has nothing to grade")
+        raise ClientRefusal(400, "empty_conversation", "the recorded conversation has nothing to grade")
     first = conversation.segments[0]
     writes = {"log": _done(storage.uri(first.meta.get("transcript") or f"{first.folder}/transcript.jsonl")),
               "audio": _done(storage.uri(first.audio_key) if first.audio_key else None)}
@@ -341,7 +325,7 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
         evaluation = _grade(services, job)
     except AudioRejected as exc:
         _discard(services.storage, job, writes)
-        raise FeedbackError(415, "unsupported_audio", str(exc)) from None
+        raise ClientRefusal(415, "unsupported_audio", str(exc)) from None
     except GradingFailed as exc:
         failure = exc
     except StorageError as exc:  # reading a large recording back from storage
@@ -353,7 +337,7 @@ def _grade_and_store(services, job: _Job, writes: dict[str, Future]):
     services.metrics.grading_finished(time.monotonic() - started, failed=failure is not None)
     stored = {"log": None, "audio": None, **_settle(writes), "feedback": None}
     if failure is not None:
-        raise FeedbackError(502, "grading_failed", f"grading failed: {failure}; the conversation is stored",
+        raise ClientRefusal(502, "grading_failed", f"grading failed: {failure}; the conversation is stored",
                             session_id=job.session_id, stored=stored)
     measured = {"metrics": job.metrics, "outcome": job.outcome,
                 "evidence_refs": evidence_refs(evaluation.criteria, job.lines)}
@@ -430,8 +414,8 @@ def _file_grade(services, job: _Job, evaluation: dict[str, Any]) -> None:
         log.warning("the grade of %s could not be put in its learner's history", job.session_id)
 
 
-def _unavailable() -> FeedbackError:
-    return FeedbackError(503, "storage_unavailable", "conversation storage is unavailable; nothing was stored. "
+def _unavailable() -> ClientRefusal:
+    return ClientRefusal(503, "storage_unavailable", "conversation storage is unavailable; nothing was stored. "
                          "Try again shortly.")
 
 
@@ -441,12 +425,12 @@ def _unavailable() -> FeedbackError:
 def _session_id(value: Any, *, required: bool) -> str | None:
     if value is None or value == "":
         if required:
-            raise FeedbackError(400, "invalid_session_id", "session_id is required")
+            raise ClientRefusal(400, "invalid_session_id", "session_id is required")
         return None
     try:
         return check_session_id(value)
     except ValueError:
-        raise FeedbackError(400, "invalid_session_id",
+        raise ClientRefusal(400, "invalid_session_id",
                             "session_id must be 1-128 letters, digits, '-' or '_'") from None
 
 
@@ -455,7 +439,7 @@ def _scenario(value: Any, *, fallback: bool = False) -> prompts.Scenario:
     if scenario is None and fallback:
         scenario = prompts.get_scenario(None)
     if scenario is None:
-        raise FeedbackError(400, "unknown_scenario", f"scenario {str(value)[:64]!r} is not offered by this server")
+        raise ClientRefusal(400, "unknown_scenario", f"scenario {str(value)[:64]!r} is not offered by this server")
     return scenario
 
 

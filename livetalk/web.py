@@ -16,13 +16,14 @@ from werkzeug.exceptions import HTTPException, NotFound
 
 import prompts
 
-from . import __version__, httpguard
+from . import __version__, httpguard, refusals
 from .api import api_bp
 from .auth import init_auth, refresh_cookie
 from .feedback import feedback_bp
 from .headers import security_headers
 from .logs import TraceContextMiddleware
 from .realtime import init_socket, request_ip
+from .refusals import ClientRefusal
 from .services import Services
 
 log = logging.getLogger("livetalk.web")
@@ -33,6 +34,7 @@ def init_app(app: Flask, services: Services) -> None:
     app.wsgi_app = TraceContextMiddleware(app.wsgi_app)
     httpguard.init_app(app)
     app.after_request(_security_headers)
+    app.register_error_handler(ClientRefusal, refusals.answer)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
     init_auth(app, services)
@@ -87,26 +89,21 @@ def _security_headers(response):
     return response
 
 
-def _error(status: int, code: str, message: str):
-    return jsonify({"error": {"code": code, "message": message}}), status
-
-
 def _mint_ticket(services: Services):
     """``POST /session``: a short-lived signed ticket for ``/ws/realtime?token=…``."""
     decision = services.admission.allow_ticket(request_ip(services))
     if not decision.allowed:
-        response, status = _error(429, "rate_limited", "too many ticket requests; wait a minute")
-        response.headers["Retry-After"] = str(decision.retry_after_whole_s)
-        return response, status
+        raise ClientRefusal(429, "rate_limited", "too many ticket requests; wait a minute",
+                            retry_after=decision.retry_after_whole_s)
     body = request.get_json(silent=True) if request.get_data(cache=True) else {}  # a chunked body too
     if not isinstance(body, dict):
-        return _error(400, "bad_request", 'the body must be a JSON object like {"scenario": "sales-ja"}')
+        raise ClientRefusal(400, "bad_request", 'the body must be a JSON object like {"scenario": "sales-ja"}')
     scenario_id = body.get("scenario")
     if scenario_id is not None and not isinstance(scenario_id, str):
-        return _error(400, "bad_request", "scenario: must be a string")
+        raise ClientRefusal(400, "bad_request", "scenario: must be a string")
     scenario = prompts.get_scenario(scenario_id)
     if scenario is None:
-        return _error(400, "bad_request", "scenario: unknown scenario id")
+        raise ClientRefusal(400, "bad_request", "scenario: unknown scenario id")
     token, expires = services.tokens.mint_ticket(scenario.id, now=time.time(), ttl_s=services.settings.ticket_ttl_s)
     expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
     return jsonify({"token": token, "expires_at": expires_at, "scenario": scenario.id})
@@ -144,9 +141,9 @@ _HTTP_CODES = {400: "bad_request", 413: "too_large", 429: "rate_limited"}
 
 def _http_error(exc: HTTPException):
     code = _HTTP_CODES.get(exc.code) or (exc.name or "error").lower().replace(" ", "_")
-    return jsonify({"error": {"code": code, "message": exc.description or exc.name}}), exc.code
+    return refusals.answer(ClientRefusal(exc.code, code, exc.description or exc.name))
 
 
 def _internal_error(exc: Exception):
     log.exception("unhandled error in %s %s", request.method, request.path)
-    return _error(500, "internal", "something went wrong on our side; please try again")
+    return refusals.answer(ClientRefusal(500, "internal", "something went wrong on our side; please try again"))
