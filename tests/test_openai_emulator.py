@@ -3,6 +3,7 @@ text replies, seeded history, statistics, bad client events and credentials."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import os
@@ -419,6 +420,73 @@ def test_a_seeded_function_call_and_its_output_are_accepted(emu):
     assert stats["errors"] == [] and stats["tool_calls"] == []
     assert stats["tool_responses"] == [{"id": "call_old", "name": "schedule_meeting", "response": {"ok": True},
                                         "scheduling": None}]
+
+
+# -- echo mode ----------------------------------------------------------------------------------
+
+ECHO_START = ["response.created", "rate_limits.updated", "response.output_item.added", "conversation.item.added",
+              "response.content_part.added", "response.output_audio.delta"]
+
+
+def tagged(n: int) -> list[bytes]:
+    """``n`` loud 20 ms chunks at 24 kHz (960 bytes), each starting with its own 8-byte tag."""
+    return [i.to_bytes(8, "little") + pcm_tone(20)[8:] for i in range(n)]
+
+
+def test_echo_mode_answers_each_append_at_once_with_the_same_bytes(emu):
+    """In echo mode every append comes straight back, byte for byte, as one audio delta of one echo response,
+    which completes once the appends pause; the next append opens a new one. No VAD, no transcripts."""
+    emu.control.set_mode("echo", count=1)
+    sent = tagged(25)
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        async with connect(emu) as conn:
+            await opened(conn)
+            await configure(conn)
+            for piece in sent:
+                await conn.input_audio_buffer.append(audio=base64.b64encode(piece).decode())
+            first = await until(conn, "response.done")
+            await conn.input_audio_buffer.append(audio=base64.b64encode(sent[0]).decode())
+            return first, await until(conn, "response.done")
+
+    first, second = run(scenario())
+    deltas = of_type(first, "response.output_audio.delta")
+    assert [base64.b64decode(delta.delta) for delta in deltas] == sent
+    assert types_of(first) == [*ECHO_START, *SPOKEN_END]
+    assert types_of(second) == [*ECHO_START, *SPOKEN_END]
+    done = first[-1].response
+    assert done.status == "completed" and done.output[0].role == "assistant"
+    assert done.usage.output_token_details.audio_tokens == math.ceil(25 * 0.020 * 20)
+    assert {delta.response_id for delta in deltas} == {done.id} != {second[-1].response.id}
+    stats = newest_session(emu)
+    assert stats["mode"] == "echo" and [r["trigger"] for r in stats["responses"]] == ["echo", "echo"]
+    assert stats["audio_out_bytes"] == 26 * 960 and stats["interruptions"] == 0
+    assert emu.control.take_mode().value == "converse"  # the queued mode was for one session only
+
+
+def test_echo_trigger_switches_one_session_to_echo_and_back(emu):
+    """'!emu echo' makes the session echo appends (the response.create after it is not answered);
+    '!emu converse' completes the echo response at once and brings server VAD and spoken replies back."""
+
+    async def scenario() -> tuple[list[Any], list[Any], list[Any]]:
+        async with connect(emu) as conn:
+            await opened(conn)
+            await configure(conn)
+            await say(conn, "!emu echo")
+            await until(conn, "conversation.item.done")
+            await conn.input_audio_buffer.append(audio=base64.b64encode(b"TAG12345" + bytes(952)).decode())
+            echoed = await until(conn, "response.output_audio.delta")
+            await say(conn, "!emu converse", respond=False)
+            ended = await until(conn, "response.done")
+            await send_audio(conn, pcm_tone(600) + pcm_silence(700))
+            return echoed, ended, await until(conn, "response.done")
+
+    echoed, ended, answered = run(scenario())
+    assert types_of(echoed) == ECHO_START and base64.b64decode(echoed[-1].delta) == b"TAG12345" + bytes(952)
+    assert types_of(ended)[-len(SPOKEN_END):] == SPOKEN_END and ended[-1].response.status == "completed"
+    assert answered[0].type == "input_audio_buffer.speech_started"
+    assert of_type(answered, "response.output_audio_transcript.done")[0].transcript.startswith("[emulator]")
+    assert newest_session(emu)["mode"] == "converse"
 
 
 # -- bad client events --------------------------------------------------------------------------

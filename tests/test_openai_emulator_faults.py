@@ -246,6 +246,29 @@ def test_stall_freezes_the_session_at_a_response_and_leaves_the_socket_open(emu,
     assert not newest_session(emu)["stalled"]
 
 
+def test_stall_in_echo_mode_freezes_the_session_at_an_echo_response(emu):
+    """In echo mode each echo response counts for the stall fault: after one, the next never starts and the
+    echoes stop, while the session stays open."""
+    emu.control.set_mode("echo", count=1)
+    emu.control.fault_next("stall", after_turns=1)
+
+    async def scenario() -> tuple[list[Any], dict[str, Any], int]:
+        async with connect(emu) as conn:
+            await opened(conn)
+            stalled_id = emu.control.sessions(open_only=True)[-1]["id"]
+            await send_audio(conn, pcm_tone(100), chunk_ms=20)
+            echoed = await until(conn, "response.done")
+            sent = emu.control.session(stalled_id)["messages_out"]
+            await send_audio(conn, pcm_tone(100), chunk_ms=20)
+            emu.control.wait_for(lambda: emu.control.session(stalled_id)["audio_chunks"] == 10, TIMEOUT_S)
+            return echoed, emu.control.session(stalled_id), sent
+
+    echoed, stalled, sent = run(scenario())
+    assert len(of_type(echoed, "response.output_audio.delta")) == 5
+    assert stalled["stalled"] and stalled["open"] and stalled["messages_out"] == sent
+    assert [r["trigger"] for r in stalled["responses"]] == ["echo"]
+
+
 @pytest.mark.parametrize("how", ["fault", "route"])
 def test_server_error_fault_is_an_error_event_and_the_session_goes_on(emu, how):
     """server_error at the first audio: an error event of type server_error naming the session; the turn is

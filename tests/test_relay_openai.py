@@ -5,6 +5,8 @@ The browser protocol is the same as with Gemini: only `ready.engine` and `ready.
 from __future__ import annotations
 
 import json
+import struct
+import threading
 
 import pytest
 
@@ -129,3 +131,33 @@ def test_the_recording_has_the_same_shape_as_a_gemini_one(openai_server, emu, se
     roles = {json.loads(line)["role"] for line in (folder / "transcript.jsonl").read_text().splitlines()}
     assert {"user", "model"} <= roles
     assert meta["activity"]["user"] and meta["activity"]["model"]
+
+
+def test_concurrent_echo_sessions_each_get_back_exactly_their_own_audio(openai_server, emu):
+    """Eight simultaneous OpenAI sessions in echo mode: every 24 kHz frame comes back whole, in order, to its own
+    session (the emulator's echo response is mapped to model audio like any spoken answer)."""
+    n_sessions, n_frames, frame_bytes = 8, 25, RATE * 2 * 20 // 1000
+    errors: list[str] = []
+
+    def run(index: int) -> None:
+        try:
+            with open_client(openai_server) as client:
+                client.ready()
+                sent = [struct.pack("<II", 0xC0DE0000 + index, seq) + bytes(frame_bytes - 8) for seq in range(n_frames)]
+                for frame in sent:
+                    client.send_raw(frame)
+                wait_until(lambda: client.drain(0.05) or len(client.audio) >= n_frames * frame_bytes)
+                if bytes(client.audio) != b"".join(sent):
+                    tags = [struct.unpack_from("<II", client.audio, i) for i in range(0, len(client.audio), frame_bytes)]
+                    errors.append(f"session {index} got {tags[:3]}… ({len(client.audio)} bytes)")
+        except Exception as exc:  # reported below with the session index
+            errors.append(f"session {index}: {exc!r}")
+
+    emu.control.set_mode("echo", count=n_sessions)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n_sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(UNIT_S * 3)
+    assert errors == []
+    assert [s["mode"] for s in openai_sessions(emu)[-n_sessions:]] == ["echo"] * n_sessions

@@ -32,10 +32,10 @@ DEFAULT_TOOL_TIMEOUT_S = 10.0  # a function call unanswered this long is cancell
 
 
 class Mode(str, enum.Enum):
-    """How Live sessions answer."""
+    """How sessions answer (Gemini Live and OpenAI Realtime alike)."""
 
     CONVERSE = "converse"  # VAD, transcripts, a short spoken reply per turn
-    ECHO = "echo"  # every audio chunk answered at once with a tagged upsampled copy
+    ECHO = "echo"  # every audio chunk answered at once with a copy that keeps its 8-byte tag (Gemini: upsampled)
 
 
 class FaultKind(str, enum.Enum):
@@ -256,7 +256,7 @@ class Control:
     """Faults, mode and statistics of one :class:`~livetalk.emulator.Emulator`.
 
     Args:
-        mode: the mode new Live sessions get unless one is queued.
+        mode: the mode new sessions (Gemini Live and OpenAI Realtime) get unless one is queued.
         reply_speed: how many times faster than real time replies are sent (≤ 0 or
             ``inf``: unpaced); :attr:`reply_speed` may be changed at any time and
             applies from the next reply of every session.
@@ -359,7 +359,7 @@ class Control:
                 self._mode_queue.append(_Queued(mode, _positive(count)))
 
     def take_mode(self) -> Mode:
-        """For a new Live session: a queued mode if any, else the global one."""
+        """For a new session of either engine: a queued mode if any, else the global one."""
         with self._lock:
             return next(iter(_use(self._mode_queue, 1)), self._mode)
 

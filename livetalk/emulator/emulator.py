@@ -28,7 +28,7 @@ class Emulator:
     Args:
         host: address to bind (``0.0.0.0`` binds all; URLs then use 127.0.0.1).
         port: port to bind; 0 picks a free one.
-        mode: ``"converse"`` (default) or ``"echo"`` for new Live sessions.
+        mode: ``"converse"`` (default) or ``"echo"`` for new sessions of either engine.
         reply_speed: how many times faster than real time reply audio is sent
             (0 or ``inf``: as fast as possible); see ``control.reply_speed``.
         api_key: when set, the only API key accepted; by default any key is.

@@ -15,7 +15,7 @@ import re
 import orjson
 
 from livetalk.emulator import http11
-from livetalk.emulator.control import Control, Fault, FaultKind, Mode, Moment
+from livetalk.emulator.control import Control, Fault, FaultKind, Moment
 from livetalk.emulator.http11 import HttpRequest
 from livetalk.emulator.openai import errors
 from livetalk.emulator.openai.errors import RealtimeEventError
@@ -58,13 +58,15 @@ class RealtimeEndpoint:
             return
         key = _bearer(request)
         model = request.query.get("model", "")
+        mode = self._control.take_mode()
         stats = self._control.new_session(
             stats_class=RealtimeStats, path=request.path, api_version="v1", method="realtime",
-            credential="none" if key is None else "bearer", mode=Mode.CONVERSE.value,
+            credential="none" if key is None else "bearer", mode=mode.value,
             faults=[fault.kind.value for fault in faults],
         )
         session = RealtimeSession(WsConnection(reader, writer, protocol, initial=leftover), control=self._control,
-                                  stats=stats, faults=faults, model=model, refusal=self._refusal(key, model))
+                                  stats=stats, faults=faults, model=model, mode=mode,
+                                  refusal=self._refusal(key, model))
         logger.info("realtime session %s opened (model %s)", stats.id, model or "-")
         await session.run()
 

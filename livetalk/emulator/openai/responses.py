@@ -7,6 +7,14 @@ the output item (an assistant message spoken in 40 ms audio deltas with its
 transcript, or written in text deltas; or a ``schedule_meeting`` function call),
 and ``response.done`` with usage. A cancelled (barge-in, ``response.cancel``) or
 failed response closes its item as ``incomplete`` with what was sent so far.
+
+In echo mode the session hands every appended chunk to :meth:`Responder.echo`: it
+goes out at once, the same bytes, as one ``response.output_audio.delta`` of an
+*echo response* (trigger ``echo``). The first chunk opens that response (created,
+rate limits, an assistant item and its audio part, as a spoken one starts); it
+stays open while chunks keep coming and completes once none has come for
+:data:`ECHO_IDLE_S`, so a stream of chunks costs one event each, as the service's
+own audio deltas do.
 """
 from __future__ import annotations
 
@@ -43,6 +51,7 @@ from livetalk.emulator.reply import CHUNK_BYTES, CHUNK_MS, UserTurn
 
 BYTES_PER_MS = OUTPUT_RATE_HZ * 2 // 1000  # PCM16 mono at 24 kHz
 ARGUMENT_PIECES = 2  # function call arguments arrive in this many deltas
+ECHO_IDLE_S = 0.5  # an echo response completes once no audio has been appended for this long (seconds)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
@@ -111,6 +120,7 @@ class Response:
     output_tokens: Tokens = Tokens()
     current: Output | None = None
     task: asyncio.Task[None] | None = None
+    echo: bool = False  # an echo response (echo mode): one delta per appended chunk
 
 
 class Responder:
@@ -144,8 +154,14 @@ class Responder:
         self._turn_records: dict[str, dict[str, Any]] = {}  # assistant item id → its turn record
         self._requests = 0
         self._tokens = 0
+        self._echo_at = 0.0  # loop time of the newest echoed chunk
         self.active: Response | None = None
         self.audio_sent = False
+
+    @property
+    def echoing(self) -> bool:
+        """Whether an echo response is open."""
+        return self.active is not None and self.active.echo
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -184,10 +200,53 @@ class Responder:
         """Create a response now (``response.created``, ``rate_limits.updated``) and produce it in a task."""
         settings = Settings.of(config, options)
         plan = self._plan(settings)
-        response_id = self._ids.next("resp")
         heard = plan.turn.text if plan.turn.text is not None else input_transcript(settings.wording, plan.turn.seconds)
-        turn = {"n": self._conversation.count("assistant"), "kind": plan.turn.kind, "input": heard,
-                "reply": plan.text, "interrupted": False, "tool_call": None, "response_id": response_id,
+        response = self._begin(trigger, settings, config, kind=plan.turn.kind, heard=heard, reply=plan.text)
+        response.task = self._spawn(self._produce(response, plan))
+        return response
+
+    def echo(self, pcm: bytes, *, config: RealtimeConfig) -> None:
+        """Echo mode: send ``pcm`` (PCM16 24 kHz) back at once as one audio delta of the echo response, opening
+        one first if none is (a spoken or written response in progress is cancelled, as speech would)."""
+        self._echo_at = self._loop.time()
+        response = self.active
+        if response is None or not response.echo:
+            self.cancel("turn_detected")
+            response = self._start_echo(config)
+        output = response.current
+        assert output is not None
+        self._send(events.audio_delta(output.ref, pcm))
+        output.audio_bytes += len(pcm)
+        self._stats.audio_out_bytes += len(pcm)
+        self._spoken[output.item["id"]] = ("", [], output.audio_bytes)
+
+    def end_echo(self) -> None:
+        """Complete the echo response now, if one is open (the session left echo mode)."""
+        response = self.active
+        if response is not None and response.echo:
+            self._stop(response)
+            self._finish(response, "completed")
+
+    def _start_echo(self, config: RealtimeConfig) -> Response:
+        settings = dataclasses.replace(Settings.of(config, {}), audio=True)
+        response = self._begin("echo", settings, config, kind="echo", heard=None, reply=None)
+        response.echo = True
+        self._open_message(response)
+        self.audio_sent = True
+        response.task = self._spawn(self._end_echo_when_idle(response))
+        return response
+
+    async def _end_echo_when_idle(self, response: Response) -> None:
+        while (left := self._echo_at + ECHO_IDLE_S - self._loop.time()) > 0:
+            await asyncio.sleep(left)
+        self._finish(response, "completed")
+
+    def _begin(self, trigger: str, settings: Settings, config: RealtimeConfig, *, kind: str, heard: str | None,
+               reply: str | None) -> Response:
+        """A new active response: ``response.created``, ``rate_limits.updated`` and its statistics records."""
+        response_id = self._ids.next("resp")
+        turn = {"n": self._conversation.count("assistant"), "kind": kind, "input": heard,
+                "reply": reply, "interrupted": False, "tool_call": None, "response_id": response_id,
                 "item_id": None, "status": "in_progress", "said": None}
         record = {"id": response_id, "trigger": trigger, "status": "in_progress", "reason": None, "output": [],
                   "output_modalities": ["audio" if settings.audio else "text"], "usage": None,
@@ -201,7 +260,6 @@ class Responder:
         self._send(limits)
         self._stats.turns.append(turn)
         self._stats.responses.append(record)
-        response.task = self._spawn(self._produce(response, plan))
         return response
 
     def cancel(self, reason: str) -> bool:
@@ -308,15 +366,20 @@ class Responder:
         return output
 
     async def _say(self, response: Response, text: str) -> None:
+        output = self._open_message(response)
+        if output.audio:
+            await self._speak(output, text)
+        else:
+            await self._write(output, text)
+
+    def _open_message(self, response: Response) -> Output:
+        """Add the response's assistant message and its (audio or text) content part."""
         audio = response.settings.audio
         output = self._open(response, events.assistant_item(self._ids.next("item")), audio=audio)
         response.turn["item_id"] = output.item["id"]
         self._turn_records[output.item["id"]] = response.turn
         self._send(events.content_part_added(output.ref, audio=audio))
-        if audio:
-            await self._speak(output, text)
-        else:
-            await self._write(output, text)
+        return output
 
     async def _speak(self, output: Output, text: str) -> None:
         pcm, offsets = synthesize(text)

@@ -10,7 +10,9 @@ the :class:`~livetalk.emulator.openai.sender.EventSender` (injected latency, sta
 
 Server VAD is the Gemini emulator's energy VAD at 24 kHz: speech starts after
 100 ms of continuous sound above the threshold, and ends after the configured
-silence; a user turn needs 100 ms of speech in all.
+silence; a user turn needs 100 ms of speech in all. In echo mode there is no VAD:
+every appended chunk goes straight back as model audio (the Responder's echo
+response), the counterpart of the Gemini side's echo.
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ import orjson
 
 from livetalk.emulator.audio import BARGE_IN_SPEECH_MS, EnergyVad, VadEvent, duration_ms, samples, sum_squares
 from livetalk.emulator import triggers
-from livetalk.emulator.control import Control, Fault, FaultKind, Moment
+from livetalk.emulator.control import Control, Fault, FaultKind, Mode, Moment
 from livetalk.emulator.dialogue import input_transcript, transcript_pieces
-from livetalk.emulator.live import STOP_CLOSE_TIMEOUT_S, STOPPING_REASON
+from livetalk.emulator.live import ECHO_RMS_STRIDE, STOP_CLOSE_TIMEOUT_S, STOPPING_REASON
 from livetalk.emulator.openai import errors, events
 from livetalk.emulator.openai.config import (
     RATE_HZ,
@@ -85,12 +87,14 @@ class RealtimeSession:
         stats: this session's statistics record (already registered).
         faults: the faults armed for this session.
         model: the model named in the URL.
+        mode: converse (server VAD and replies) or echo (every audio chunk sent straight back).
         refusal: an error to send at once, and the close that follows it (bad credentials).
     """
 
     def __init__(self, ws: WsConnection, *, control: Control, stats: RealtimeStats, faults: list[Fault], model: str,
-                 refusal: tuple[RealtimeEventError, int, str] | None = None) -> None:
+                 mode: Mode = Mode.CONVERSE, refusal: tuple[RealtimeEventError, int, str] | None = None) -> None:
         self._ws = ws
+        self._mode = mode
         self._control = control
         self.stats = stats
         self._faults = faults
@@ -123,7 +127,8 @@ class RealtimeSession:
             "close": self._trigger_close, "drop": lambda args: self._drop(), "delay": self._trigger_delay,
             "slow": self._trigger_delay, "stall": self._trigger_stall, "quota": self._trigger_quota,
             "ratelimit": self._trigger_rate_limit, "server_error": lambda args: self._server_error(),
-            "hear": self._trigger_hear,
+            "hear": self._trigger_hear, "echo": lambda args: self._set_mode(Mode.ECHO),
+            "converse": lambda args: self._set_mode(Mode.CONVERSE),
         }
         self._configure_vad()
         stats.model = model
@@ -206,22 +211,31 @@ class RealtimeSession:
         except ValueError:
             raise RealtimeEventError(BAD_AUDIO, code="invalid_value", param="audio") from None
         data = samples(pcm)
+        echo = self._mode is Mode.ECHO
+        self._measure(pcm, data, echo=echo)
+        if not self._seen_audio:
+            self._seen_audio = True
+            if self._fire(Moment.FIRST_AUDIO, CLOSING_FAULTS):
+                return
+            self._fire(Moment.FIRST_AUDIO, (FaultKind.SERVER_ERROR,))
+        if echo:
+            self._echo(pcm)
+        elif self._vad is not None:
+            self._listen(data)
+
+    def _measure(self, pcm: bytes, data: Any, *, echo: bool) -> None:
+        """Count an appended chunk into the statistics and the uncommitted buffer."""
+        # Echo mode is a benchmark's hot path: estimate its RMS from every 4th sample.
+        measured = data[::ECHO_RMS_STRIDE] if echo else data
         stats = self.stats
         chunk_ms = duration_ms(len(pcm), RATE_HZ)
         stats.audio_chunks += 1
         stats.audio_in_bytes += len(pcm)
         stats.audio_in_ms += chunk_ms
         stats.audio_rate_hz = RATE_HZ
-        stats.sum_squares += sum_squares(data)
-        stats.n_samples += len(data)
+        stats.sum_squares += sum_squares(measured)
+        stats.n_samples += len(measured)
         self._buffer_ms += chunk_ms
-        if not self._seen_audio:
-            self._seen_audio = True
-            if self._fire(Moment.FIRST_AUDIO, CLOSING_FAULTS):
-                return
-            self._fire(Moment.FIRST_AUDIO, (FaultKind.SERVER_ERROR,))
-        if self._vad is not None:
-            self._listen(data)
 
     def _on_input_audio_buffer_commit(self, event: dict[str, Any]) -> None:
         if self._buffer_ms < MIN_COMMIT_MS:
@@ -386,6 +400,24 @@ class RealtimeSession:
             self._stall()
             return
         self._responder.start(trigger=trigger, config=self._config, options=options or {})
+
+    def _echo(self, pcm: bytes) -> None:
+        """Echo mode: ``pcm`` back as model audio at once; a new echo response counts as a response for the stall
+        fault."""
+        if self._sender.frozen:
+            return
+        if not self._responder.echoing and self._stall_due():
+            self._stall()
+            return
+        self._responder.echo(pcm, config=self._config)
+
+    def _set_mode(self, mode: Mode) -> None:
+        """``!emu echo`` / ``!emu converse``: this session's mode from now on (an echo response ends at once)."""
+        if mode is not Mode.ECHO:
+            self._responder.end_echo()
+        self._mode = mode
+        self.stats.mode = mode.value
+        self._control.notify()
 
     # -- faults and triggers ------------------------------------------------------------------------
 
