@@ -193,6 +193,10 @@ class Upstream(Protocol):
     async def send_audio(self, pcm: bytes) -> None:
         """The user's audio: PCM s16le mono at the engine's input rate."""
 
+    def send_audio_now(self, pcm: bytes) -> bool:
+        """Write the user's audio at once when the connection can take it without waiting (no coroutine, no
+        hand-off); False when it cannot, or the engine has no such path: then :meth:`send_audio` it."""
+
     async def send_text(self, text: str) -> None:
         """A typed user turn."""
 

@@ -19,6 +19,7 @@ from typing import Any
 from google.genai import errors as genai_errors
 from google.genai import types
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import State
 
 from . import livewire
 from .engine import Event, LiveSetup, UpstreamClosed, UpstreamError, UpstreamQuota, UpstreamUnavailable
@@ -66,6 +67,21 @@ def build_config(setup: LiveSetup) -> types.LiveConnectConfig:
     )
 
 
+def write_now(ws: Any, message: bytes) -> bool:
+    """Send ``message`` (UTF-8) as one text frame on the websockets connection ``ws`` at once, when that needs no
+    waiting: the connection is open, no fragmented message is being sent and the transport is not pushing back.
+
+    This is ``ws.send(message, text=True)`` without its coroutine: the frame goes through the connection's own
+    sans-I/O protocol and ``send_data`` in the same order as ``send`` would write it. False: nothing was written;
+    use ``send``, which waits.
+    """
+    if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None or ws.paused:
+        return False
+    ws.protocol.send_text(message)
+    ws.send_data()
+    return True
+
+
 def sdk_websocket(session: Any) -> Any:
     """The websockets connection under an SDK ``AsyncSession`` (google-genai 3.6.x keeps it as ``_ws``).
 
@@ -89,6 +105,9 @@ class LiveConnection:
 
     async def send_audio(self, pcm: bytes) -> None:
         await self._send(livewire.encode_audio(pcm, INPUT_RATE_HZ))
+
+    def send_audio_now(self, pcm: bytes) -> bool:
+        return write_now(self._ws, livewire.encode_audio(pcm, INPUT_RATE_HZ))
 
     async def send_text(self, text: str) -> None:
         await self._send(livewire.encode_text(text).encode())

@@ -158,6 +158,9 @@ class OpenAIConnection:
         except ConnectionClosed as exc:
             raise _closed_error(exc) from None
 
+    def send_audio_now(self, pcm: bytes) -> bool:
+        return False  # every append goes through the SDK's send_raw
+
     async def send_text(self, text: str) -> None:
         """A typed user turn: it takes the turn over the model, then asks for a response."""
         await self._take_turn()

@@ -36,6 +36,8 @@ class FakeUpstream:
         self.closed = False
         self._inbox: asyncio.Queue[list[Event] | UpstreamError] = asyncio.Queue()
         self._failure: UpstreamClosed | None = None
+        self.direct = True  # send_audio_now takes frames (False: the engine has no direct path)
+        self.gate: asyncio.Event | None = None  # when set up, every awaited send waits for it (a slow upstream)
 
     def push(self, *events: Event) -> None:
         """Deliver these events to the relay as one upstream message."""
@@ -47,9 +49,17 @@ class FakeUpstream:
         self._inbox.put_nowait(self._failure)
 
     async def _record(self, kind: str, payload: Any = None) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
         if self._failure is not None:
             raise self._failure
         self.sent.append((kind, payload))
+
+    def send_audio_now(self, pcm: bytes) -> bool:
+        if not self.direct or self._failure is not None:
+            return False
+        self.sent.append(("audio", pcm))
+        return True
 
     async def send_audio(self, pcm: bytes) -> None:
         await self._record("audio", pcm)

@@ -68,3 +68,38 @@ def test_which_closes_a_new_connection_may_continue(code, reason, recoverable):
     """Normal, abnormal and 'unavailable' closes are worth resuming; argument and policy errors are not."""
     error = live._closed(code, reason)
     assert isinstance(error, UpstreamClosed) and error.recoverable is recoverable
+
+
+def test_audio_written_at_once_keeps_its_place_among_awaited_sends(engine, emu):
+    """Frames written at once (send_audio_now) and awaited ones reach Gemini as one stream, in the order sent:
+    the echo emulator answers each frame with its own first bytes, so the replies name the frames."""
+    emu.control.set_mode("echo")
+    frames = [i.to_bytes(8, "little") + bytes(632) for i in range(1, 41)]
+
+    async def stream() -> list[int]:
+        upstream = await engine.connect(SETUP, timeout_s=5)
+        try:
+            for i, frame in enumerate(frames):
+                if i % 3 == 0 or not upstream.send_audio_now(frame):
+                    await upstream.send_audio(frame)
+            echoed = b""
+            while len(echoed) < len(frames) * 960:
+                for event in await asyncio.wait_for(upstream.receive(), 5):
+                    if type(event).__name__ == "ModelAudio":
+                        echoed += event.pcm
+            return [int.from_bytes(echoed[k:k + 8], "little") for k in range(0, len(echoed), 960)]
+        finally:
+            await upstream.close()
+
+    assert asyncio.run(stream()) == list(range(1, 41))
+
+
+def test_nothing_is_written_at_once_on_a_closed_connection(engine, emu):
+    """Once the session is closed, send_audio_now declines (False) instead of writing into a dead socket."""
+
+    async def closed_then_write() -> bool:
+        upstream = await engine.connect(SETUP, timeout_s=5)
+        await upstream.close()
+        return upstream.send_audio_now(bytes(640))
+
+    assert asyncio.run(closed_then_write()) is False

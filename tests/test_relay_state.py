@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import functools
 
+import pytest
+
 from livetalk import engine as ev
 from livetalk import relay
 from livetalk.engine import UpstreamClosed, UpstreamQuota, UpstreamUnavailable
@@ -27,18 +29,42 @@ async def test_ready_names_the_engine_and_its_rates():
         assert (ready["engine"], ready["input_rate"], ready["output_rate"]) == ("fake", 16000, 24000)
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["written-at-once", "through-the-sender"])
 @in_loop
-async def test_user_audio_reaches_the_upstream_in_order():
-    """Microphone frames are sent upstream unchanged and in order."""
+async def test_user_audio_reaches_the_upstream_in_order(direct):
+    """Microphone frames are sent upstream unchanged and in order, whether the engine can take a frame at once
+    or every frame goes through the relay's sender."""
     async with Harness() as h:
         await h.browser.event("ready")
         upstream = h.engine.sessions[0]
+        upstream.direct = direct
         frames = [bytes([i]) * 640 for i in range(20)]
         for frame in frames:
             await h.browser.send_bytes(frame)
         await h.browser.send_json({"type": "ping", "t": 1})
         await h.browser.event("pong")
         assert upstream.audio_sent() == frames
+
+
+@in_loop
+async def test_audio_never_overtakes_a_frame_the_upstream_is_still_taking():
+    """While a typed turn is still being sent (a slow upstream), later microphone frames wait behind it."""
+    async with Harness() as h:
+        await h.browser.event("ready")
+        upstream = h.engine.sessions[0]
+        upstream.gate = asyncio.Event()
+        await h.browser.send_json({"type": "text", "text": "hello"})
+        await h.browser.send_json({"type": "ping", "t": 0})
+        await h.browser.event("pong")  # by now the sender has taken the text and waits on the upstream
+        frames = [bytes([i]) * 640 for i in range(1, 6)]
+        for frame in frames:
+            await h.browser.send_bytes(frame)
+        await h.browser.send_json({"type": "ping", "t": 1})
+        await h.browser.event("pong")
+        assert upstream.sent == []  # nothing went past the text still being sent
+        upstream.gate.set()
+        await sent_to(upstream, 5)
+        assert upstream.sent == [("text", "hello"), *(("audio", f) for f in frames)]
 
 
 @in_loop

@@ -68,6 +68,7 @@ class UpstreamLink:
         self._outbox: collections.deque[tuple[str, Any]] = collections.deque()
         self._outbox_ready = asyncio.Event()
         self._pending_audio = 0
+        self._sending = False  # the sender is writing a frame (a frame sent directly would overtake it)
         self._max_pending_audio = int(PENDING_AUDIO_S * engine.input_rate * 2)
         self._tasks: set[asyncio.Task] = set()
         self._replacing: str | None = None  # the reason, while a new session is being opened
@@ -112,12 +113,19 @@ class UpstreamLink:
         Returns False, and queues nothing, when ``audio`` would exceed the backlog held during a replacement.
         """
         if kind == "audio":
+            if self._direct_ok() and self._upstream.send_audio_now(payload):
+                return True
             if self._pending_audio + len(payload) > self._max_pending_audio:
                 return False
             self._pending_audio += len(payload)
         self._outbox.append((kind, payload))
         self._outbox_ready.set()
         return True
+
+    def _direct_ok(self) -> bool:
+        """Whether a frame may skip the sender: a session is up, nothing is queued or being sent before it."""
+        return (self._upstream is not None and not self._outbox and not self._sending and self._replacing is None
+                and not self._closed)
 
     def user_spoke(self) -> None:
         """The user is speaking (or typed): what the engine knows is ahead of the last handle."""
@@ -138,11 +146,14 @@ class UpstreamLink:
                 kind, payload = outbox.popleft()
                 if kind == "audio":
                     self._pending_audio -= len(payload)
+                self._sending = True
                 try:
                     await senders[kind](self._upstream, payload)
                 except UpstreamClosed:
                     self._put_back(kind, payload)
                     break  # the receiver sees the same close and decides
+                finally:
+                    self._sending = False
 
     def _put_back(self, kind: str, payload: Any) -> None:
         if kind == "audio":
