@@ -17,7 +17,7 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ from livetalk.emulator.errors import QUOTA_CLOSE_REASON, ClientProtocolError
 from livetalk.emulator.meeting import Proposal, find_proposal
 from livetalk.emulator.reply import CHUNK_MS, UserTurn
 from livetalk.emulator.session_config import SessionConfig, parse_setup
+from livetalk.emulator.tasks import SessionTasks
 from livetalk.emulator.websocket import CLOSE_TIMEOUT_S, WsConnection
 from livetalk.emulator.wire import audio_frame, b64decode, clip_reason, has, mime_rate, pick, text_of_parts
 
@@ -95,7 +96,7 @@ class LiveSession:
         self._loop = asyncio.get_running_loop()
         self._outbox: collections.deque[tuple[float, Callable[[], None]]] = collections.deque()
         self._outbox_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = SessionTasks(lambda: f"live session {self.stats.id}")
         self._reply_task: asyncio.Task[None] | None = None
         self._closing = False
         self._config: SessionConfig | None = None
@@ -383,7 +384,7 @@ class LiveSession:
     def _start_reply(self, turn: UserTurn, text: str | None = None) -> None:
         if self._speaking():
             self._interrupt()
-        self._reply_task = self._spawn(self._reply(turn, text))
+        self._reply_task = self._tasks.spawn(self._reply(turn, text))
 
     def _interrupt(self) -> None:
         assert self._reply_task is not None
@@ -486,7 +487,7 @@ class LiveSession:
         if turn.kind == "voice" and config.input_transcription:
             self._emit(replies.input_transcription(heard))
         self._emit(tools.tool_call(call["id"], call["name"], call["args"]))
-        self._call_timers[call["id"]] = self._spawn(self._expire_call(call["id"], self._control.tool_timeout_s))
+        self._call_timers[call["id"]] = self._tasks.spawn(self._expire_call(call["id"], self._control.tool_timeout_s))
         self._control.notify()
 
     async def _expire_call(self, call_id: str, timeout_s: float) -> None:
@@ -542,9 +543,9 @@ class LiveSession:
     def _schedule_faults(self) -> None:
         for fault in self._faults:
             if fault.kind in CLOSING_FAULTS and fault.when is Moment.AFTER_MS:
-                self._spawn(self._after(fault.after_ms, lambda f=fault: self._apply(f)))
+                self._tasks.spawn(self._after(fault.after_ms, lambda f=fault: self._apply(f)))
             elif fault.kind is FaultKind.GOAWAY:
-                self._spawn(self._go_away(fault.after_ms, fault.time_left_s, close=fault.close))
+                self._tasks.spawn(self._go_away(fault.after_ms, fault.time_left_s, close=fault.close))
 
     async def _after(self, ms: float, action: Callable[[], None]) -> None:
         await asyncio.sleep(ms / 1000)
@@ -563,7 +564,7 @@ class LiveSession:
 
     def _trigger_goaway(self, args: list[str]) -> None:
         seconds = float(args[0]) if args else DEFAULT_GOAWAY_S
-        self._spawn(self._go_away(0, seconds, close=True))
+        self._tasks.spawn(self._go_away(0, seconds, close=True))
 
     def _trigger_close(self, args: list[str]) -> None:
         code = int(args[0]) if args else 1011
@@ -670,17 +671,6 @@ class LiveSession:
     def _count(self, kind: str) -> None:
         counts = self.stats.client_messages
         counts[kind] = counts.get(kind, 0) + 1
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("live session %s: task failed", self.stats.id, exc_info=task.exception())
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -46,6 +46,7 @@ from livetalk.emulator.openai.responses import Responder
 from livetalk.emulator.openai.sender import EventSender
 from livetalk.emulator.openai.stats import RealtimeStats
 from livetalk.emulator.reply import UserTurn
+from livetalk.emulator.tasks import SessionTasks
 from livetalk.emulator.wire import b64decode
 from livetalk.emulator.websocket import CLOSE_TIMEOUT_S, WsConnection
 
@@ -99,7 +100,8 @@ class RealtimeSession:
         self.stats = stats
         self._faults = faults
         self._refusal = refusal
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = SessionTasks(lambda: f"realtime session {self.stats.id}",
+                                   lambda: self._close(1011, INTERNAL_ERROR))
         self._closing = False
         delay_s = sum(fault.ms for fault in faults if fault.kind is FaultKind.DELAY) / 1000
         self._sender = EventSender(ws, stats, delay_s=delay_s)
@@ -109,7 +111,7 @@ class RealtimeSession:
         self._config = RealtimeConfig(self._session)
         self._conversation = Conversation()
         self._responder = Responder(sender=self._sender, stats=stats, conversation=self._conversation, ids=self._ids,
-                                    control=control, spawn=self._spawn, changed=self._changed)
+                                    control=control, spawn=self._tasks.spawn, changed=self._changed)
         self._vad: EnergyVad | None = None
         self._vad_settings: VadSettings | None = None
         self._vad_origin_ms = 0.0  # session audio clock when the current VAD started
@@ -169,8 +171,7 @@ class RealtimeSession:
 
     async def _finish(self, *, stopping: bool = False) -> None:
         """Stop responses and timers, let delayed events leave (unless stopping or the client left), close."""
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         if stopping or not self._ws.open:
             self._sender.cancel()
         else:
@@ -441,7 +442,7 @@ class RealtimeSession:
     def _schedule_faults(self) -> None:
         for fault in self._faults:
             if fault.kind in (*CLOSING_FAULTS, FaultKind.SERVER_ERROR) and fault.when is Moment.AFTER_MS:
-                self._spawn(self._after(fault.after_ms, fault))
+                self._tasks.spawn(self._after(fault.after_ms, fault))
             elif fault.kind is FaultKind.GOAWAY:
                 logger.info("realtime session %s: goaway faults do not apply to OpenAI Realtime", self.stats.id)
 
@@ -499,8 +500,7 @@ class RealtimeSession:
     def _stall(self) -> None:
         """Freeze: nothing more is sent; the socket stays open and answers pings."""
         self._sender.freeze()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         self.stats.stalled = True
         self._control.notify()
         logger.info("realtime session %s stalled (fault)", self.stats.id)
@@ -509,9 +509,7 @@ class RealtimeSession:
         if self._closing:
             return
         self._closing = True
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
+        self._tasks.cancel(sparing=asyncio.current_task())
         self._sender.close(code, reason)
 
     def _drop(self) -> None:
@@ -534,18 +532,6 @@ class RealtimeSession:
     def _count(self, kind: str) -> None:
         counts = self.stats.client_messages
         counts[kind] = counts.get(kind, 0) + 1
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("realtime session %s: task failed", self.stats.id, exc_info=task.exception())
-            self._close(1011, INTERNAL_ERROR)
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
