@@ -21,7 +21,7 @@ Errors::
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Any, Protocol
 
 MAX_REASON_CHARS = 123  # a WebSocket close reason's limit, in bytes of UTF-8 (ASCII here)
 
@@ -221,6 +221,18 @@ class Upstream(Protocol):
 
     async def close(self) -> None:
         """Close the session (normal closure) within a short grace; never raises."""
+
+
+ABNORMAL_CLOSURE = 1006  # a connection lost without a close frame (RFC 6455 §7.1.5)
+
+
+def received_close(exc: Any, peer: str) -> tuple[int, str]:
+    """The close code and reason a websockets ``ConnectionClosed`` received from ``peer`` (an engine's label);
+    1006 and a plain reason when the connection was lost without a close frame."""
+    rcvd = exc.rcvd
+    if rcvd is None:
+        return ABNORMAL_CLOSURE, f"connection to {peer} lost without a close frame"
+    return rcvd.code, rcvd.reason
 
 
 USAGE_TOTAL_TOKENS = "totalTokenCount"  # the key of the total in a TurnComplete's or Usage's usage dict

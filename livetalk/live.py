@@ -22,12 +22,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.protocol import State
 
 from . import livewire
-from .engine import Event, LiveSetup, UpstreamClosed, UpstreamError, UpstreamQuota, UpstreamUnavailable
+from .engine import (ABNORMAL_CLOSURE, Event, LiveSetup, UpstreamClosed, UpstreamError, UpstreamQuota,
+                     UpstreamUnavailable, received_close)
 
 CHECKED_SDK_VERSION = "3.6.1"  # the google-genai release sdk_websocket was checked against (tests/test_live.py)
 INPUT_RATE_HZ = 16000
 OUTPUT_RATE_HZ = 24000
-ABNORMAL_CLOSURE = 1006
 CLOSE_TIMEOUT_S = 0.5  # how long we wait for Gemini's close reply before dropping TCP
 HTTP_TOO_MANY_REQUESTS = 429
 _RECOVERABLE_CLOSES = frozenset({1000, 1001, ABNORMAL_CLOSURE})
@@ -197,10 +197,7 @@ def _api_error(exc: genai_errors.APIError) -> UpstreamError:
 
 
 def _closed_error(exc: ConnectionClosed) -> UpstreamClosed:
-    rcvd = exc.rcvd
-    if rcvd is None:
-        return _closed(ABNORMAL_CLOSURE, "connection to Gemini lost without a close frame")
-    return _closed(rcvd.code, rcvd.reason)
+    return _closed(*received_close(exc, "Gemini"))
 
 
 def _closed(code: int, reason: str) -> UpstreamClosed:

@@ -62,6 +62,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from . import openaiwire
 from .engine import (
+    ABNORMAL_CLOSURE,
     Event,
     LiveSetup,
     UpstreamClosed,
@@ -69,6 +70,7 @@ from .engine import (
     UpstreamQuota,
     UpstreamUnavailable,
     Vad,
+    received_close,
 )
 from .openaiwire import BYTES_PER_MS, QUIET_EVENT_PREFIX, RATE_HZ, History, SessionState
 
@@ -83,7 +85,6 @@ MIN_SILENCE_MS = 200
 THRESHOLDS = types.MappingProxyType({"START_SENSITIVITY_HIGH": 0.4, "START_SENSITIVITY_LOW": 0.6})
 DEFAULT_THRESHOLD = 0.5
 HIGH_END_SILENCE_FACTOR = 0.75
-ABNORMAL_CLOSURE = 1006
 INVALID_PAYLOAD = 1007  # our close code for a session OpenAI refused to configure, or an unusable handle
 HTTP_TOO_MANY_REQUESTS = 429
 SETUP_EVENT_ID = "lt_setup"
@@ -416,10 +417,7 @@ def _error_code(body: bytes | None) -> str | None:
 
 
 def _closed_error(exc: ConnectionClosed) -> UpstreamClosed:
-    rcvd = exc.rcvd
-    if rcvd is None:
-        return _closed(ABNORMAL_CLOSURE, "connection to OpenAI lost without a close frame")
-    return _closed(rcvd.code, rcvd.reason)
+    return _closed(*received_close(exc, "OpenAI"))
 
 
 def _closed(code: int, reason: str) -> UpstreamClosed:
