@@ -163,7 +163,11 @@ class Session:
             if index != self.index or seq not in self.sent:
                 self.foreign += 1
                 continue
-            self.rtts.append(time.perf_counter() - self.sent.pop(seq))
+            self.received(seq, time.perf_counter() - self.sent.pop(seq))
+
+    def received(self, seq: int, rtt_s: float) -> None:
+        """Frame ``seq``'s echo came back ``rtt_s`` seconds after it was sent."""
+        self.rtts.append(rtt_s)
 
 
 async def paced(session: Session, n_frames: int, send) -> None:

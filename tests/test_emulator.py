@@ -257,6 +257,40 @@ def test_echo_mode_answers_each_chunk_at_once_with_its_tag(emu, client):
     assert emu.control.take_mode() is Mode.CONVERSE  # the queued mode was for one session only
 
 
+def test_echo_mode_offers_a_handle_each_second_of_audio_and_resumes_by_it(emu, client):
+    """An echo session asked for resumption gets a new handle after each second of audio; a session
+    resuming by the latest one echoes too (so a relay can survive drops and GoAways in echo mode)."""
+    emu.control.set_mode("echo", count=2)
+    config = live_config(session_resumption=types.SessionResumptionConfig())
+
+    async def first() -> list[str]:
+        async with client.aio.live.connect(model=LIVE_MODEL, config=config) as session:
+            await send_audio(session, silence(2100))
+            await session.send_realtime_input(audio=types.Blob(data=b"LASTLAST" + silence(20)[8:],
+                                                               mime_type="audio/pcm;rate=16000"))
+            handles = []
+            async for message in session.receive():
+                if message.session_resumption_update:
+                    handles.append(message.session_resumption_update.new_handle)
+                if message.data and message.data[:8] == b"LASTLAST":
+                    return handles
+        raise AssertionError("the last chunk was not echoed")
+
+    async def resumed(handle: str) -> bytes:
+        config = live_config(session_resumption=types.SessionResumptionConfig(handle=handle))
+        async with client.aio.live.connect(model=LIVE_MODEL, config=config) as session:
+            await send_audio(session, b"RESUMED!" + silence(20)[8:])
+            async for message in session.receive():
+                if message.data:
+                    return message.data
+        raise AssertionError("no echo after resuming")
+
+    handles = run(first())
+    assert len(handles) == 2 and len(set(handles)) == 2
+    assert run(resumed(handles[-1]))[:8] == b"RESUMED!"
+    assert newest_session(emu)["resume_handle"] == handles[-1]
+
+
 # -- Live: faults -------------------------------------------------------------------------------
 
 

@@ -271,6 +271,25 @@ def test_a_stalled_gemini_is_resumed_and_the_conversation_goes_on(make_server, e
     assert stalled["stalled"] and resumed["resume_handle"] == stalled["last_handle"]
 
 
+def test_a_stall_is_noticed_though_earlier_model_audio_arrives_after_the_turn(make_server, emu):
+    """Model audio already on its way when the user's turn ends is no answer to it: Gemini falling silent
+    right after is still noticed as a stall (found by bench/soak.py in echo mode)."""
+    server = make_server(upstream_stall_s=1.0)
+    emu.control.set_mode("echo", count=2)
+    with open_client(server) as client:
+        client.ready()
+        client.stream(frames(silence(1.1)))  # a second of audio: the echo session offers a handle
+        client.wait_type("resumable")
+        client.send_json({"type": "text", "text": "!emu stall"})
+        client.drain(0.2)
+        client.send_raw(struct.pack("<II", 7, 7) + bytes(632))  # its echo comes back after the turn below
+        client.send_json({"type": "text", "text": "Are you still there?"})
+        assert client.wait_type("reconnecting")["reason"] == "stall"
+        client.wait_type("resumed")
+    stalled, resumed = emu.control.sessions()[:2]
+    assert stalled["stalled"] and resumed["resume_handle"] == stalled["last_handle"]
+
+
 @pytest.mark.parametrize("when", ["handshake", "after_ms"])
 def test_gemini_over_quota_is_upstream_quota(live_server, emu, when):
     """Gemini refusing for quota, at the handshake or mid-way, is `upstream_quota` in plain words, close 1013."""

@@ -287,6 +287,44 @@ async def test_a_stalled_upstream_is_resumed_on_a_new_session():
         assert h.conversation.stats.reconnect_reasons == {"stall": 1}
 
 
+async def typed_to(upstream, text: str) -> None:
+    """Wait until ``upstream`` has received the typed turn ``text``."""
+    async def arrived() -> None:
+        while ("text", text) not in upstream.sent:
+            await asyncio.sleep(0.001)
+    await asyncio.wait_for(arrived(), WAIT_S)
+
+
+@in_loop
+async def test_an_engine_falling_silent_in_mid_answer_is_a_stall():
+    """Model audio is not the end of the answer: silence for `stall_s` before the turn is complete is a stall."""
+    async with Harness(policy=relay.Policy(stall_s=0.3)) as h:
+        await h.browser.event("ready")
+        old = h.engine.sessions[0]
+        old.push(ev.Resumption("h-1", True))
+        await h.browser.event("resumable")
+        await h.browser.send_json({"type": "text", "text": "hello?"})
+        await typed_to(old, "hello?")
+        old.push(ev.ModelAudio(b"\x01\x00" * 480))
+        assert (await h.browser.event("reconnecting"))["reason"] == "stall"
+
+
+@pytest.mark.parametrize("answer_over", [ev.TurnComplete(None), ev.Interrupted()], ids=["complete", "interrupted"])
+@in_loop
+async def test_an_answered_turn_is_not_a_stall(answer_over):
+    """Once the answer is over (turn complete, or interrupted), the engine's silence is no stall."""
+    async with Harness(policy=relay.Policy(stall_s=0.3)) as h:
+        await h.browser.event("ready")
+        old = h.engine.sessions[0]
+        old.push(ev.Resumption("h-1", True))
+        await h.browser.event("resumable")
+        await h.browser.send_json({"type": "text", "text": "hello?"})
+        await typed_to(old, "hello?")
+        old.push(ev.ModelAudio(b"\x01\x00" * 480), answer_over)
+        await asyncio.sleep(1.0)
+        assert h.conversation.stats.reconnects == 0
+
+
 @in_loop
 async def test_the_end_of_spoken_turn_starts_the_stall_clock():
     """Speech followed by the scenario's silence counts as a finished turn the engine must answer."""

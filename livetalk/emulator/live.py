@@ -45,6 +45,7 @@ GOAWAY_CLOSE_REASON = "Session ended after goAway (emulated)."
 STOPPING_REASON = "Emulator stopping."
 MAX_AUDIO_PER_MESSAGE = 512 * 1024  # PCM bytes; keeps each JSON frame well under the SDK's 1 MiB limit
 ECHO_RMS_STRIDE = 4  # echo sessions measure input level on every 4th sample
+ECHO_HANDLE_EVERY_MS = 1000  # echo sessions asked for resumption get a new handle after this much audio
 CLOSING_FAULTS = (FaultKind.CLOSE, FaultKind.DROP, FaultKind.QUOTA)  # faults that end a session at a moment
 
 # Top-level client keys, in both spellings, and the handler kind each maps to.
@@ -105,6 +106,8 @@ class LiveSession:
         self._pending_text: list[str] = []
         self._activity_ms: float | None = None  # audio inside a manual activity; None outside one
         self._seen_audio = False
+        self._echo_ms = 0.0  # echoed audio since the last handle (echo mode)
+        self._handles_offered = 0
         self._heard_next: collections.deque[str] = collections.deque()  # words for the next spoken turns
         self._history: list[dict[str, Any]] = []  # finished turns, inherited ones first (for resumption)
         self._calls = tools.CallLedger(stats.id, stats.tool_calls)
@@ -297,7 +300,8 @@ class LiveSession:
         stats = self.stats
         stats.audio_chunks += 1
         stats.audio_in_bytes += len(pcm)
-        stats.audio_in_ms += duration_ms(len(pcm), rate)
+        ms = duration_ms(len(pcm), rate)
+        stats.audio_in_ms += ms
         stats.audio_rate_hz = rate
         # Echo mode is a benchmark's hot path: estimate its RMS from every 4th sample.
         measured = data[::ECHO_RMS_STRIDE] if self._mode is Mode.ECHO else data
@@ -308,12 +312,21 @@ class LiveSession:
             if self._fire(Moment.FIRST_AUDIO):
                 return
         if self._mode is Mode.ECHO:
-            echo = echo_reply(pcm)
-            stats.audio_out_bytes += len(echo)
-            for start in range(0, len(echo), MAX_AUDIO_PER_MESSAGE):
-                self._emit(audio_frame(echo[start : start + MAX_AUDIO_PER_MESSAGE]))
+            self._echo(pcm, ms)
         else:
             self._listen(data, rate)
+
+    def _echo(self, pcm: bytes, ms: float) -> None:
+        """Answer one chunk (``ms`` long) with its echo; offer a handle after each second of echoed audio."""
+        echo = echo_reply(pcm)
+        self.stats.audio_out_bytes += len(echo)
+        for start in range(0, len(echo), MAX_AUDIO_PER_MESSAGE):
+            self._emit(audio_frame(echo[start : start + MAX_AUDIO_PER_MESSAGE]))
+        # Echo sessions have no turns to offer handles after; without them a relay could not resume one.
+        self._echo_ms += ms
+        if self._echo_ms >= ECHO_HANDLE_EVERY_MS and self._config is not None and self._config.resumption:
+            self._echo_ms %= ECHO_HANDLE_EVERY_MS
+            self._offer_handle()
 
     def _listen(self, data: Any, rate: int) -> None:
         if self._config is not None and not self._config.automatic_activity:
@@ -445,7 +458,8 @@ class LiveSession:
         return sent
 
     def _offer_handle(self) -> None:
-        handle = f"emu-{self.stats.id}-t{self._turn_number}"
+        self._handles_offered += 1
+        handle = f"emu-{self.stats.id}-t{self._turn_number}-h{self._handles_offered}"
         history = tuple(self._history[-MAX_TURN_LOG:])  # finished turns are never changed, so they are shared
         self._control.save_handle(handle, {"turns": self._turn_number, "session": self.stats.id, "history": history})
         self.stats.last_handle = handle

@@ -12,8 +12,8 @@ by its latest handle, in three cases:
     the old one knew and the reply in progress is not cut. If no such point comes, it is opened when the
     announced time is nearly up;
 ``stall``
-    the engine said nothing for :attr:`~Policy.stall_s` after the user finished a turn while the socket
-    stayed open.
+    the engine said nothing for :attr:`~Policy.stall_s` between the end of the user's turn and the end of
+    its answer (turn complete, interrupted, or a function call) while the socket stayed open.
 
 While a session is being replaced, the user's frames are held in the outbox (up to
 :data:`~livetalk.relay.parts.PENDING_AUDIO_S`, beyond which they are dropped and counted), then sent on the
@@ -39,6 +39,9 @@ log = logging.getLogger("livetalk.relay")
 HANDOVER_MARGIN_S = 5.0  # open the new session at least this long before a GoAway's time is up
 DEFAULT_TIME_LEFT_S = 30.0  # when a GoAway does not say how long the connection has left
 _MODEL_OUTPUT = (ev.ModelAudio, ev.ModelText, ev.ToolCall)  # the model is answering: not a resumable point
+# What ends the engine's answer to a turn. Model audio does not: some of it may have been on its way before
+# the user's turn ended (an answer to something earlier), and an engine may fall silent in mid-answer.
+_ANSWER_OVER = (ev.TurnComplete, ev.Interrupted, ev.ToolCall)
 
 
 class UpstreamLink:
@@ -74,7 +77,7 @@ class UpstreamLink:
         self._replacing: str | None = None  # the reason, while a new session is being opened
         self._handover_by: float | None = None  # a GoAway came: replace at the next resumable point, or by then
         self._at_rest = False  # a resumable handle arrived and nothing was said since
-        self._awaiting_since: float | None = None  # the user finished a turn and the engine has not answered
+        self._awaiting_since: float | None = None  # the user finished a turn; the answer is not over
         self._last_message = time.monotonic()
         self._closed = False
 
@@ -180,8 +183,9 @@ class UpstreamLink:
         """What the link itself learns from a message: liveness, handles, resumable points, GoAway."""
         self._last_message = time.monotonic()
         for event in events:
-            if isinstance(event, _MODEL_OUTPUT) or isinstance(event, ev.TurnComplete):
+            if isinstance(event, _ANSWER_OVER):
                 self._awaiting_since = None
+            if isinstance(event, _MODEL_OUTPUT) or isinstance(event, ev.TurnComplete):
                 self._at_rest = False
             elif isinstance(event, ev.Resumption):
                 if event.resumable and event.handle:
