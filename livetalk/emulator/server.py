@@ -22,7 +22,7 @@ from livetalk.emulator.http11 import BadRequest, HttpConnection, HttpRequest
 from livetalk.emulator.live import LiveSession
 from livetalk.emulator.openai import RealtimeEndpoint, ResponsesApi
 from livetalk.emulator.rest import INVALID_KEY, JSON_TYPE, NO_KEY, RestApi, RestResponse
-from livetalk.emulator.websocket import WsConnection, accept, handshake
+from livetalk.emulator.websocket import WsConnection, accept_unless_faulted, handshake
 from livetalk.emulator.wire import clip_reason
 
 logger = logging.getLogger("livetalk.emulator")
@@ -151,9 +151,8 @@ class EmulatorServer:
             await _refuse_handshake(writer, request, 404, f"No Live endpoint at {request.path}.")
             return
         faults = self._control.take_faults()
-        if await self._handshake_fault(faults, request, reader, writer):
-            return
-        protocol = await accept(request, writer)
+        protocol = await accept_unless_faulted(
+            request, writer, faults, lambda: self._handshake_fault(faults, request, reader, writer))
         if protocol is None:
             return
         credential = credential_kind(request)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from websockets.frames import Close, Opcode
 from websockets.http11 import Request
@@ -175,6 +177,17 @@ async def accept(request: HttpRequest, writer: asyncio.StreamWriter) -> ServerPr
         await writer.drain()
         return None
     return protocol
+
+
+async def accept_unless_faulted(
+    request: HttpRequest, writer: asyncio.StreamWriter, faults: list[Any],
+    handshake_fault: Callable[[], Awaitable[bool]],
+) -> ServerProtocol | None:
+    """Answer the upgrade unless ``handshake_fault()`` (a queued hang or refusal) took the handshake; the open
+    protocol, or None when a fault or an HTTP error answered instead. ``faults`` are the session's, taken once."""
+    if faults and await handshake_fault():
+        return None
+    return await accept(request, writer)
 
 
 def handshake(request: HttpRequest, *, reject: int | None = None, reject_text: str = "") -> tuple[ServerProtocol, bytes]:

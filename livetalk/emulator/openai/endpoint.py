@@ -21,7 +21,7 @@ from livetalk.emulator.openai import errors
 from livetalk.emulator.openai.errors import RealtimeEventError
 from livetalk.emulator.openai.session import RealtimeSession
 from livetalk.emulator.openai.stats import RealtimeStats
-from livetalk.emulator.websocket import WsConnection, accept, handshake
+from livetalk.emulator.websocket import WsConnection, accept_unless_faulted, handshake
 
 logger = logging.getLogger("livetalk.emulator")
 
@@ -51,9 +51,8 @@ class RealtimeEndpoint:
                     writer: asyncio.StreamWriter) -> None:
         """Answer the upgrade (or refuse it, by fault) and run the session until it ends."""
         faults = self._control.take_faults()
-        if await self._handshake_fault(faults, request, reader, writer):
-            return
-        protocol = await accept(request, writer)
+        protocol = await accept_unless_faulted(
+            request, writer, faults, lambda: self._handshake_fault(faults, request, reader, writer))
         if protocol is None:
             return
         key = _bearer(request)
